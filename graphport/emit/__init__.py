@@ -1,0 +1,1 @@
+"""Back ends that turn the optimised IR into a target graph."""

@@ -1,0 +1,77 @@
+"""Drive the op handlers over the IR and produce a frozen, flat GraphDef that libtensorflow 2.5 can import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+from tensorflow.python.framework import op_def_registry
+
+from graphport.emit.tf.context import EmitContext, tf_name
+from graphport.emit.tf.registry import Decline, lookup
+from graphport.errors import UnsupportedModel
+from graphport.ir.graph import Graph
+
+
+@dataclass
+class Emitted:
+    graph_def: graph_pb2.GraphDef
+    inputs: dict[str, str]   # ONNX input name -> TF op name
+    outputs: dict[str, str]  # ONNX output name -> TF op name
+
+
+def check_supported(graph: Graph) -> None:
+    """Fail before emitting anything, naming every node whose op graphport has no handler for."""
+    missing = [(n.op_type if not n.domain else f"{n.domain}.{n.op_type}", n.name, graph.opset, "no converter")
+               for n in graph.nodes if n.domain not in ("", "ai.onnx") or lookup(n.op_type, graph.opset) is None]
+    if missing:
+        raise UnsupportedModel(missing)
+
+
+def build_graph_def(graph: Graph) -> Emitted:
+    check_supported(graph)
+    inputs = {n: tf_name(n) for n in graph.inputs}
+    outputs = {n: tf_name(n) for n in graph.outputs}
+    g = tf.Graph()
+    ctx = EmitContext(graph, set(inputs.values()) | set(outputs.values()))
+    declined = []
+    with g.as_default():
+        for name in graph.inputs:
+            v = graph.values[name]
+            shape = None if v.shape is None else [d if isinstance(d, int) else None for d in v.shape]
+            ctx.set(name, tf.compat.v1.placeholder(tf.as_dtype(v.dtype), shape, name=inputs[name]))
+        for node in graph.nodes:
+            if declined and any(i and i not in ctx.tensors and ctx.const(i) is None for i in node.inputs):
+                continue
+            try:
+                with g.name_scope(ctx.op_name(node.name) + "/"):
+                    lookup(node.op_type, graph.opset)(ctx, node)
+            except Decline as e:
+                declined.append((node.op_type, node.name, graph.opset, str(e)))
+        if declined:
+            raise UnsupportedModel(declined)
+        for name in graph.outputs:
+            t = ctx.onnx_order(name)
+            want = graph.values[name].dtype
+            if want is not None and t.dtype != tf.as_dtype(want):
+                t = tf.cast(t, tf.as_dtype(want))
+            tf.identity(t, name=outputs[name])
+    gd = g.as_graph_def()
+    strip_default_attrs(gd)
+    names = {n.name for n in gd.node}
+    missing = [v for v in list(inputs.values()) + list(outputs.values()) if v not in names]
+    if missing:
+        raise RuntimeError(f"internal: TF renamed I/O ops {missing}")
+    return Emitted(gd, inputs, outputs)
+
+
+def strip_default_attrs(graph_def: graph_pb2.GraphDef) -> None:
+    """Drop attributes that equal their op's default, so older TF (which may not know them) imports the graph."""
+    for node in graph_def.node:
+        op_def = op_def_registry.get(node.op)
+        if op_def is None:
+            continue
+        for attr in op_def.attr:
+            if attr.HasField("default_value") and attr.name in node.attr and node.attr[attr.name] == attr.default_value:
+                del node.attr[attr.name]

@@ -1,0 +1,63 @@
+"""Conv (1-D, 2-D, 3-D; grouped and depthwise) in channels-last layout with native TF kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from graphport.emit.tf.context import EmitContext, channels_last
+from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.spatial import onnx_pads, padding_mode, spatial_attrs
+from graphport.ir.graph import Node
+
+
+@op("Conv")
+def conv(ctx: EmitContext, node: Node) -> None:
+    w = ctx.static(node.inputs[1])
+    bias = ctx.static(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    spatial = w.ndim - 2
+    if spatial not in (1, 2, 3):
+        raise Decline(f"{spatial}-D convolution")
+    strides, dilations = spatial_attrs(node, spatial)
+    kernel = list(w.shape[2:])
+    x = ctx.channels_last(node.inputs[0])
+    begin, end = onnx_pads(node, x.shape.as_list()[1:-1], kernel, strides, dilations)
+    if spatial == 1:  # run 1-D convs as 2-D with a unit height, as tf.nn.conv1d does
+        x, w = tf.expand_dims(x, 1), w[:, :, None, :]
+        strides, dilations, kernel, begin, end = [1] + strides, [1] + dilations, [1] + kernel, [0] + begin, [0] + end
+    x, padding = padding_mode(x, begin, end, kernel, strides, dilations)
+    y = _grouped(x, w, node.attrs.get("group", 1), strides, dilations, padding)
+    if bias is not None:
+        y = tf.nn.bias_add(y, tf.constant(bias.astype(w.dtype)))
+    if spatial == 1:
+        y = tf.squeeze(y, [1])
+    ctx.set(node.outputs[0], y, channels_last(spatial + 2))
+
+
+def _grouped(x: tf.Tensor, w: np.ndarray, group: int, strides: list[int], dilations: list[int],
+             padding: str) -> tf.Tensor:
+    """group 1: Conv2D/Conv3D; one group per input channel: DepthwiseConv2dNative; otherwise split + concat."""
+    cout, cin_g = w.shape[:2]
+    spatial = w.ndim - 2
+    if group == 1:
+        return _dense(x, w, strides, dilations, padding)
+    if spatial == 2 and cin_g == 1 and cout % group == 0 and x.shape[-1] == group:
+        filt = np.transpose(w.reshape(group, cout // group, *w.shape[2:]), (2, 3, 0, 1))
+        if dilations == [1, 1]:
+            return tf.raw_ops.DepthwiseConv2dNative(input=x, filter=tf.constant(filt), strides=[1, *strides, 1],
+                                                    padding=padding)
+        if strides != [1, 1]:
+            raise Decline("depthwise convolution with both stride and dilation")
+        return tf.nn.depthwise_conv2d(x, tf.constant(filt), [1, 1, 1, 1], padding, dilations=dilations)
+    parts = tf.split(x, group, axis=-1)
+    ws = np.split(w, group, axis=0)
+    return tf.concat([_dense(p, wg, strides, dilations, padding) for p, wg in zip(parts, ws)], axis=-1)
+
+
+def _dense(x: tf.Tensor, w: np.ndarray, strides: list[int], dilations: list[int], padding: str) -> tf.Tensor:
+    filt = tf.constant(np.transpose(w, (*range(2, w.ndim), 1, 0)))
+    if w.ndim == 4:
+        return tf.raw_ops.Conv2D(input=x, filter=filt, strides=[1, *strides, 1], padding=padding,
+                                 dilations=[1, *dilations, 1])
+    return tf.raw_ops.Conv3D(input=x, filter=filt, strides=[1, *strides, 1], padding=padding,
+                             dilations=[1, *dilations, 1])

@@ -1,0 +1,183 @@
+"""Elementwise ops: they keep whatever layout their runtime input has, and constants are permuted to match."""
+
+from __future__ import annotations
+
+from functools import reduce
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from graphport.emit.tf.context import EmitContext, Perm
+from graphport.emit.tf.registry import Decline, op
+from graphport.ir.graph import Node
+
+
+def aligned(ctx: EmitContext, names: list[str]) -> tuple[list[tf.Tensor], Perm]:
+    """All inputs in one layout: that of the first full-rank runtime input, lower ranks broadcast ONNX-style."""
+    ranks = [ctx.rank(n) for n in names]
+    out_rank = max(ranks)
+    perm = next((ctx.perm(n) for n, r in zip(names, ranks)
+                 if r == out_rank and ctx.perm(n) is not None), None)
+    if perm is None:
+        return [ctx.onnx_order(n) for n in names], None
+    tensors = []
+    for n, r in zip(names, ranks):
+        if r == out_rank:
+            tensors.append(ctx.in_perm(n, perm))
+            continue
+        arr = ctx.const(n)
+        if arr is not None and arr.dtype != object:
+            tensors.append(tf.constant(np.transpose(arr.reshape((1,) * (out_rank - r) + arr.shape), perm)))
+        else:
+            t = ctx.onnx_order(n)
+            t = tf.reshape(t, tf.concat([tf.ones([out_rank - r], tf.int32), tf.shape(t)], 0))
+            tensors.append(tf.transpose(t, perm))
+    return tensors, perm
+
+
+def _binary(fn: Callable[..., tf.Tensor]) -> Callable[[EmitContext, Node], None]:
+    def handler(ctx: EmitContext, node: Node) -> None:
+        tensors, perm = aligned(ctx, [i for i in node.inputs if i])
+        ctx.set(node.outputs[0], reduce(fn, tensors), perm)
+    return handler
+
+
+def _div(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    return tf.math.truncatediv(a, b) if a.dtype.is_integer else tf.math.divide(a, b)
+
+
+def _pow(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    if a.dtype.is_integer and b.dtype.is_floating:
+        return tf.cast(tf.pow(tf.cast(a, b.dtype), b), a.dtype)
+    return tf.pow(a, tf.cast(b, a.dtype))
+
+
+for _name, _fn in {
+    "Add": tf.add, "Sub": tf.subtract, "Mul": tf.multiply, "Div": _div, "Pow": _pow,
+    "Max": tf.maximum, "Min": tf.minimum, "Sum": tf.add, "Equal": tf.equal, "Less": tf.less,
+    "LessOrEqual": tf.less_equal, "Greater": tf.greater, "GreaterOrEqual": tf.greater_equal,
+    "And": tf.logical_and, "Or": tf.logical_or, "Xor": tf.math.logical_xor,
+    "BitwiseAnd": tf.bitwise.bitwise_and, "BitwiseOr": tf.bitwise.bitwise_or, "BitwiseXor": tf.bitwise.bitwise_xor,
+}.items():
+    op(_name)(_binary(_fn))
+
+
+@op("Mean")
+def mean(ctx: EmitContext, node: Node) -> None:
+    tensors, perm = aligned(ctx, node.inputs)
+    ctx.set(node.outputs[0], reduce(tf.add, tensors) / tf.constant(len(tensors), tensors[0].dtype), perm)
+
+
+@op("Mod")
+def mod(ctx: EmitContext, node: Node) -> None:
+    (a, b), perm = aligned(ctx, node.inputs)
+    fmod = node.attrs.get("fmod", 0) or a.dtype.is_floating
+    ctx.set(node.outputs[0], tf.math.truncatemod(a, b) if fmod else tf.math.floormod(a, b), perm)
+
+
+@op("Where")
+def where(ctx: EmitContext, node: Node) -> None:
+    tensors, perm = aligned(ctx, node.inputs)
+    ctx.set(node.outputs[0], tf.where(*tensors), perm)
+
+
+@op("PRelu")
+def prelu(ctx: EmitContext, node: Node) -> None:
+    (x, slope), perm = aligned(ctx, node.inputs)
+    ctx.set(node.outputs[0], tf.where(x < 0, x * slope, x), perm)
+
+
+def _unary(fn: Callable[[tf.Tensor, dict], tf.Tensor]) -> Callable[[EmitContext, Node], None]:
+    def handler(ctx: EmitContext, node: Node) -> None:
+        ctx.set(node.outputs[0], fn(ctx.raw(node.inputs[0]), node.attrs), ctx.perm(node.inputs[0]))
+    return handler
+
+
+def _c(x: tf.Tensor, v: float) -> tf.Tensor:
+    return tf.constant(v, x.dtype)
+
+
+def _hard_sigmoid(x: tf.Tensor, a: dict) -> tf.Tensor:
+    return tf.clip_by_value(_c(x, a.get("alpha", 0.2)) * x + _c(x, a.get("beta", 0.5)), _c(x, 0), _c(x, 1))
+
+
+for _name, _ufn in {
+    "Relu": lambda x, a: tf.nn.relu(x), "Sigmoid": lambda x, a: tf.sigmoid(x), "Tanh": lambda x, a: tf.tanh(x),
+    "Exp": lambda x, a: tf.exp(x), "Log": lambda x, a: tf.math.log(x), "Sqrt": lambda x, a: tf.sqrt(x),
+    "Abs": lambda x, a: tf.abs(x), "Neg": lambda x, a: tf.negative(x), "Floor": lambda x, a: tf.floor(x),
+    "Ceil": lambda x, a: tf.math.ceil(x), "Reciprocal": lambda x, a: tf.math.reciprocal(x),
+    "Erf": lambda x, a: tf.math.erf(x), "Sin": lambda x, a: tf.sin(x), "Cos": lambda x, a: tf.cos(x),
+    "Tan": lambda x, a: tf.tan(x), "Asin": lambda x, a: tf.asin(x), "Acos": lambda x, a: tf.acos(x),
+    "Atan": lambda x, a: tf.atan(x), "Sinh": lambda x, a: tf.sinh(x), "Cosh": lambda x, a: tf.cosh(x),
+    "Asinh": lambda x, a: tf.asinh(x), "Acosh": lambda x, a: tf.acosh(x), "Atanh": lambda x, a: tf.atanh(x),
+    "Not": lambda x, a: tf.logical_not(x), "Sign": lambda x, a: tf.sign(x), "Round": lambda x, a: tf.round(x),
+    "Softplus": lambda x, a: tf.nn.softplus(x), "Softsign": lambda x, a: tf.nn.softsign(x),
+    "Identity": lambda x, a: tf.identity(x), "IsNaN": lambda x, a: tf.math.is_nan(x),
+    "Elu": lambda x, a: tf.where(x > 0, x, _c(x, a.get("alpha", 1.0)) * (tf.exp(x) - _c(x, 1))),
+    "LeakyRelu": lambda x, a: tf.nn.leaky_relu(x, a.get("alpha", 0.01)),
+    "Selu": lambda x, a: _c(x, a.get("gamma", 1.0507009873554805)) * tf.where(
+        x > 0, x, _c(x, a.get("alpha", 1.6732632423543772)) * (tf.exp(x) - _c(x, 1))),
+    "Celu": lambda x, a: tf.maximum(x, _c(x, 0)) + tf.minimum(
+        _c(x, 0), _c(x, a.get("alpha", 1.0)) * (tf.exp(x / _c(x, a.get("alpha", 1.0))) - _c(x, 1))),
+    "ThresholdedRelu": lambda x, a: tf.where(x > _c(x, a.get("alpha", 1.0)), x, _c(x, 0)),
+    "HardSigmoid": _hard_sigmoid,
+    "HardSwish": lambda x, a: x * _hard_sigmoid(x, {"alpha": 1 / 6, "beta": 0.5}),
+    "Mish": lambda x, a: x * tf.tanh(tf.nn.softplus(x)),
+    "Gelu": lambda x, a: tf.nn.gelu(x, approximate=a.get("approximate", "none") in ("tanh", b"tanh")),
+}.items():
+    op(_name)(_unary(_ufn))
+
+
+@op("IsInf")
+def is_inf(ctx: EmitContext, node: Node) -> None:
+    x = ctx.raw(node.inputs[0])
+    pos, neg = node.attrs.get("detect_positive", 1), node.attrs.get("detect_negative", 1)
+    inf = tf.math.is_inf(x)
+    out = tf.logical_and(inf, x > 0) if pos and not neg else tf.logical_and(inf, x < 0) if neg and not pos else \
+        inf if pos else tf.zeros_like(inf)
+    ctx.set(node.outputs[0], out, ctx.perm(node.inputs[0]))
+
+
+@op("Clip")
+def clip(ctx: EmitContext, node: Node) -> None:
+    x = ctx.raw(node.inputs[0])
+    if ctx.graph.opset < 11:
+        lo, hi = node.attrs.get("min"), node.attrs.get("max")
+    else:
+        lo, hi = (ctx.static(i).item() if len(node.inputs) > k and i else None
+                  for k, i in ((1, node.inputs[1] if len(node.inputs) > 1 else ""),
+                               (2, node.inputs[2] if len(node.inputs) > 2 else "")))
+    if lo == 0 and hi == 6 and x.dtype.is_floating:
+        y = tf.nn.relu6(x)
+    elif lo == 0 and hi is None:
+        y = tf.nn.relu(x)
+    else:
+        y = x
+        if lo is not None:
+            y = tf.maximum(y, _c(x, lo))
+        if hi is not None:
+            y = tf.minimum(y, _c(x, hi))
+    ctx.set(node.outputs[0], y, ctx.perm(node.inputs[0]))
+
+
+@op("Cast")
+def cast(ctx: EmitContext, node: Node) -> None:
+    from onnx import helper
+
+    to = helper.tensor_dtype_to_np_dtype(node.attrs["to"])
+    try:
+        dtype = tf.as_dtype(to)
+    except TypeError as e:
+        raise Decline(f"cast to {to}") from e
+    x = ctx.raw(node.inputs[0])
+    if x.dtype == tf.string or dtype == tf.string:
+        raise Decline("casts from or to strings")
+    ctx.set(node.outputs[0], tf.cast(x, dtype), ctx.perm(node.inputs[0]))
+
+
+@op("Dropout")
+def dropout(ctx: EmitContext, node: Node) -> None:
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise Decline("the mask output of Dropout")
+    ctx.set(node.outputs[0], tf.identity(ctx.raw(node.inputs[0])), ctx.perm(node.inputs[0]))

@@ -1,0 +1,55 @@
+"""Normalisations. BatchNorm after a Conv is already folded by a pass; the rest run as channels-last arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from graphport.emit.tf.context import EmitContext, channels_last
+from graphport.emit.tf.registry import Decline, op
+from graphport.ir.graph import Node
+
+
+def _channel_vector(v: np.ndarray, rank: int) -> np.ndarray:
+    return v.reshape([1] * (rank - 1) + [-1])
+
+
+@op("BatchNormalization")
+def batch_norm(ctx: EmitContext, node: Node) -> None:
+    if node.attrs.get("training_mode", 0) or len([o for o in node.outputs if o]) > 1:
+        raise Decline("BatchNormalization in training mode")
+    scale, beta, mean, var = (ctx.static(i).astype(np.float64) for i in node.inputs[1:5])
+    factor = scale / np.sqrt(var + node.attrs.get("epsilon", 1e-5))
+    shift = beta - mean * factor
+    rank = ctx.rank(node.inputs[0])
+    x = ctx.channels_last(node.inputs[0]) if rank > 2 else ctx.onnx_order(node.inputs[0])
+    dt = x.dtype.as_numpy_dtype
+    y = x * tf.constant(_channel_vector(factor, rank).astype(dt)) + tf.constant(_channel_vector(shift, rank).astype(dt))
+    ctx.set(node.outputs[0], y, channels_last(rank) if rank > 2 else None)
+
+
+@op("InstanceNormalization")
+def instance_norm(ctx: EmitContext, node: Node) -> None:
+    x = ctx.channels_last(node.inputs[0])
+    rank = x.shape.rank
+    scale, bias = (ctx.static(i) for i in node.inputs[1:3])
+    mean, var = tf.nn.moments(x, axes=list(range(1, rank - 1)), keepdims=True)
+    eps = tf.constant(node.attrs.get("epsilon", 1e-5), x.dtype)
+    y = (x - mean) * tf.math.rsqrt(var + eps) * tf.constant(_channel_vector(scale, rank)) + \
+        tf.constant(_channel_vector(bias, rank))
+    ctx.set(node.outputs[0], y, channels_last(rank))
+
+
+@op("LayerNormalization")
+def layer_norm(ctx: EmitContext, node: Node) -> None:
+    if len([o for o in node.outputs if o]) > 1:
+        raise Decline("the Mean/InvStdDev outputs of LayerNormalization")
+    x = ctx.onnx_order(node.inputs[0])
+    rank = x.shape.rank
+    axis = node.attrs.get("axis", -1) % rank
+    mean, var = tf.nn.moments(x, axes=list(range(axis, rank)), keepdims=True)
+    y = (x - mean) * tf.math.rsqrt(var + tf.constant(node.attrs.get("epsilon", 1e-5), x.dtype))
+    y = y * ctx.onnx_order(node.inputs[1])
+    if len(node.inputs) > 2 and node.inputs[2]:
+        y = y + ctx.onnx_order(node.inputs[2])
+    ctx.set(node.outputs[0], y)

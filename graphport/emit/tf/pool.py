@@ -1,0 +1,87 @@
+"""MaxPool, AveragePool and the global pools, channels last.
+
+AveragePool's divisor follows ONNX exactly (count_include_pad, ceil_mode) by dividing a VALID window sum by a
+per-position count computed now in numpy, so no padding case needs a special kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from graphport.emit.tf.context import EmitContext, channels_last
+from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.spatial import lowest, onnx_pads, padding_mode, same_pads
+from graphport.ir.graph import Node
+
+_POOLS = {2: (tf.raw_ops.MaxPool, tf.raw_ops.AvgPool), 3: (tf.raw_ops.MaxPool3D, tf.raw_ops.AvgPool3D)}
+
+
+def _prepare(ctx: EmitContext, node: Node):
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise Decline("the Indices output of MaxPool")
+    kernel = list(node.attrs["kernel_shape"])
+    n = len(kernel)
+    if n not in (1, 2, 3):
+        raise Decline(f"{n}-D pooling")
+    strides = list(node.attrs.get("strides", [1] * n))
+    if any(d != 1 for d in node.attrs.get("dilations", [1] * n)):
+        raise Decline("dilated pooling")
+    x = ctx.channels_last(node.inputs[0])
+    begin, end = onnx_pads(node, x.shape.as_list()[1:-1], kernel, strides, [1] * n,
+                           bool(node.attrs.get("ceil_mode", 0)))
+    if n == 1:
+        x = tf.expand_dims(x, 1)
+        kernel, strides, begin, end = [1] + kernel, [1] + strides, [0] + begin, [0] + end
+    return x, kernel, strides, begin, end, n
+
+
+def _finish(ctx: EmitContext, node: Node, y: tf.Tensor, n: int) -> None:
+    ctx.set(node.outputs[0], tf.squeeze(y, [1]) if n == 1 else y, channels_last(n + 2))
+
+
+@op("MaxPool")
+def max_pool(ctx: EmitContext, node: Node) -> None:
+    x, kernel, strides, begin, end, n = _prepare(ctx, node)
+    x, padding = padding_mode(x, begin, end, kernel, strides, [1] * len(kernel), fill=lowest(x.dtype))
+    pool = _POOLS[len(kernel)][0]
+    _finish(ctx, node, pool(input=x, ksize=[1, *kernel, 1], strides=[1, *strides, 1], padding=padding), n)
+
+
+@op("AveragePool")
+def average_pool(ctx: EmitContext, node: Node) -> None:
+    x, kernel, strides, begin, end, n = _prepare(ctx, node)
+    pool = _POOLS[len(kernel)][1]
+    ksize, st = [1, *kernel, 1], [1, *strides, 1]
+    sizes = x.shape.as_list()[1:-1]
+    include = bool(node.attrs.get("count_include_pad", 0))
+    if not any(begin) and not any(end):
+        _finish(ctx, node, pool(value=x, ksize=ksize, strides=st, padding="VALID"), n)
+        return
+    if not include and None not in sizes and (begin, end) == tuple(map(list, same_pads(sizes, kernel, strides,
+                                                                                         [1] * len(kernel)))):
+        _finish(ctx, node, pool(value=x, ksize=ksize, strides=st, padding="SAME"), n)
+        return
+    if None in sizes:
+        raise Decline("padded AveragePool over a dynamic spatial size")
+    explicit_end = [e for e in onnx_pads(node, sizes, kernel, strides, [1] * len(kernel))[1]]
+    if n == 1:
+        explicit_end = [0] + explicit_end
+    counted = np.zeros([s + b + e for s, b, e in zip(sizes, begin, end)], np.float64)
+    lo = [0 if include else b for b in begin]
+    hi = [b + s + (ee if include else 0) for b, s, ee in zip(begin, sizes, explicit_end)]
+    counted[tuple(slice(a, b) for a, b in zip(lo, hi))] = 1.0
+    windows = np.lib.stride_tricks.sliding_window_view(counted, kernel)[tuple(slice(None, None, s) for s in strides)]
+    count = windows.sum(axis=tuple(range(-len(kernel), 0)))
+    scale = (np.prod(kernel) / count).astype(x.dtype.as_numpy_dtype)[None, ..., None]
+    xp, _ = padding_mode(x, begin, end, kernel, strides, [1] * len(kernel), same_ok=False)
+    y = pool(value=xp, ksize=ksize, strides=st, padding="VALID") * tf.constant(scale)
+    _finish(ctx, node, y, n)
+
+
+@op("GlobalAveragePool", "GlobalMaxPool")
+def global_pool(ctx: EmitContext, node: Node) -> None:
+    x = ctx.channels_last(node.inputs[0])
+    axes = list(range(1, x.shape.rank - 1))
+    fn = tf.reduce_mean if node.op_type == "GlobalAveragePool" else tf.reduce_max
+    ctx.set(node.outputs[0], fn(x, axis=axes, keepdims=True), channels_last(x.shape.rank))

@@ -1,0 +1,75 @@
+"""Padding arithmetic shared by convolutions and pools (ONNX pads/auto_pad/ceil_mode -> TF SAME/VALID/Pad)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from graphport.emit.tf.registry import Decline
+from graphport.ir.graph import Node
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def onnx_pads(node: Node, sizes: list[int | None], kernel: list[int], strides: list[int], dilations: list[int],
+              ceil_mode: bool = False) -> tuple[list[int], list[int]]:
+    """(begin, end) pads per spatial axis, with ceil_mode turned into extra end padding."""
+    n = len(kernel)
+    auto = _s(node.attrs.get("auto_pad", "NOTSET"))
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        if any(s is None for s in sizes):
+            raise Decline("auto_pad SAME over a dynamic spatial size")
+        begin, end = same_pads(sizes, kernel, strides, dilations)
+        return (begin, end) if auto == "SAME_UPPER" else (end, begin)
+    pads = [0] * (2 * n) if auto == "VALID" else list(node.attrs.get("pads", [0] * (2 * n)))
+    begin, end = pads[:n], pads[n:]
+    if ceil_mode:
+        if any(s is None for s in sizes):
+            raise Decline("ceil_mode over a dynamic spatial size")
+        for i in range(n):
+            k = (kernel[i] - 1) * dilations[i] + 1
+            span = sizes[i] + begin[i] + end[i] - k
+            out = math.ceil(span / strides[i]) + 1
+            if (out - 1) * strides[i] >= sizes[i] + begin[i]:
+                out -= 1
+            end[i] += max((out - 1) * strides[i] + k - (sizes[i] + begin[i] + end[i]), 0)
+    return begin, end
+
+
+def same_pads(sizes: list[int | None], kernel: list[int], strides: list[int],
+              dilations: list[int]) -> tuple[list[int], list[int]]:
+    """What TF's SAME padding adds before and after each spatial axis (the extra pixel goes at the end)."""
+    begin, end = [], []
+    for i, size in enumerate(sizes):
+        k = (kernel[i] - 1) * dilations[i] + 1
+        total = max((math.ceil(size / strides[i]) - 1) * strides[i] + k - size, 0)
+        begin.append(total // 2)
+        end.append(total - total // 2)
+    return begin, end
+
+
+def padding_mode(x: tf.Tensor, begin: list[int], end: list[int], kernel: list[int], strides: list[int],
+                 dilations: list[int], fill: float = 0.0, same_ok: bool = True) -> tuple[tf.Tensor, str]:
+    """Choose VALID, SAME, or an explicit Pad plus VALID for a channels-last tensor `x`."""
+    if not any(begin) and not any(end):
+        return x, "VALID"
+    sizes = x.shape.as_list()[1:-1]
+    if same_ok and None not in sizes and (begin, end) == tuple(map(list, same_pads(sizes, kernel, strides,
+                                                                                     dilations))):
+        return x, "SAME"
+    paddings = [[0, 0]] + [[b, e] for b, e in zip(begin, end)] + [[0, 0]]
+    if fill == 0.0:
+        return tf.pad(x, paddings), "VALID"
+    return tf.pad(x, paddings, constant_values=tf.constant(fill, x.dtype)), "VALID"
+
+
+def lowest(dtype: tf.DType) -> float:
+    return float(np.finfo(dtype.as_numpy_dtype).min) if dtype.is_floating else float(dtype.min)
+
+
+def spatial_attrs(node: Node, n: int) -> tuple[list[int], list[int]]:
+    return list(node.attrs.get("strides", [1] * n)), list(node.attrs.get("dilations", [1] * n))

@@ -1,0 +1,1 @@
+"""The intermediate representation between ONNX and TF."""

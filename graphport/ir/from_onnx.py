@@ -1,0 +1,146 @@
+"""Load an ONNX file safely and lift it into the IR.
+
+Safety first: the file is parsed from bytes we read ourselves (never modified), external data must stay inside the
+model's folder, and the checker and strict shape inference run before anything else looks at the graph.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+
+from graphport.errors import InvalidModel
+from graphport.ir.graph import Dim, Graph, Node, Value
+
+MAX_OPSET = 23
+
+
+def load_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, bytes]:
+    """Return the validated model with external data loaded, and the original bytes (for hashing and ORT)."""
+    if isinstance(source, onnx.ModelProto):
+        model = onnx.ModelProto()
+        model.CopyFrom(source)
+        base_dir = None
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raise InvalidModel(f"'{path}' is a directory; pass the .onnx file inside it.")
+        if not path.exists():
+            raise InvalidModel(f"'{path}' does not exist.")
+        data = path.read_bytes()
+        if not data:
+            raise InvalidModel(f"'{path}' is empty (0 bytes); it is not an ONNX model.")
+        try:
+            model = onnx.load_model_from_string(data)
+        except Exception as e:  # protobuf raises DecodeError and friends
+            raise InvalidModel(f"'{path}' is not a readable ONNX model (truncated or corrupt protobuf: {e}).") from e
+        if not model.graph.node and not model.graph.output:
+            raise InvalidModel(f"'{path}' parsed as protobuf but holds no ONNX graph; is it an ONNX file?")
+        base_dir = path.resolve().parent
+    _load_external_data(model, base_dir)
+    opset = default_opset(model)
+    if opset > MAX_OPSET:
+        raise InvalidModel(f"the model uses opset {opset}; graphport knows opsets up to {MAX_OPSET}.")
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except Exception as e:
+        raise InvalidModel(f"the ONNX checker rejects this model: {str(e).strip().splitlines()[0]}") from e
+    return model, model.SerializeToString()
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    raise InvalidModel("the model imports no default-domain ('ai.onnx') opset.")
+
+
+def _load_external_data(model: onnx.ModelProto, base_dir: Path | None) -> None:
+    """Resolve external tensors ourselves so that no path can leave the model's folder (no '..', no absolute path,
+    no symlink pointing outside)."""
+    for tensor in _all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        loc = info.get("location", "")
+        if base_dir is None:
+            raise InvalidModel(f"tensor '{tensor.name}' has external data but the model was passed in memory.")
+        target = (base_dir / loc).resolve()
+        if os.path.isabs(loc) or ".." in Path(loc).parts or base_dir not in target.parents:
+            raise InvalidModel(
+                f"tensor '{tensor.name}' points its external data at '{loc}', outside the model's folder "
+                f"'{base_dir}'; graphport only reads external data that lives beside the model.")
+        if not target.is_file():
+            raise InvalidModel(f"external data file '{loc}' of tensor '{tensor.name}' is missing.")
+        offset, length = int(info.get("offset", 0)), info.get("length")
+        with open(target, "rb") as f:
+            f.seek(offset)
+            raw = f.read(int(length)) if length is not None else f.read()
+        if length is not None and len(raw) != int(length):
+            raise InvalidModel(f"external data file '{loc}' is shorter than tensor '{tensor.name}' needs.")
+        tensor.raw_data = raw
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+
+
+def _all_tensors(model: onnx.ModelProto):
+    yield from model.graph.initializer
+    for node in model.graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                yield a.t
+
+
+def _dims(vi: onnx.ValueInfoProto) -> tuple[np.dtype | None, tuple[Dim, ...] | None]:
+    tt = vi.type.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+    if not tt.HasField("shape"):
+        return dtype, None
+    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+    return dtype, shape
+
+
+def to_ir(model: onnx.ModelProto) -> Graph:
+    """Lift a validated model into the IR, with shapes from ONNX shape inference."""
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception as e:
+        raise InvalidModel(f"ONNX shape inference fails on this model: {str(e).strip().splitlines()[0]}") from e
+    g = inferred.graph
+    init_names = {t.name for t in g.initializer}
+    values: dict[str, Value] = {}
+    for vi in list(g.value_info) + list(g.output) + list(g.input):
+        dtype, shape = _dims(vi)
+        values[vi.name] = Value(vi.name, dtype, shape)
+    for t in g.initializer:
+        arr = numpy_helper.to_array(t)
+        values[t.name] = Value(t.name, arr.dtype, arr.shape, arr)
+    inputs = [vi.name for vi in g.input if vi.name not in init_names]
+    graph = Graph([], values, inputs, [o.name for o in g.output], default_opset(model))
+    for name in inputs:
+        v = values[name]
+        if v.shape is None:
+            continue
+        dims = list(v.shape)
+        for axis, d in enumerate(dims):
+            if d is None or isinstance(d, str):
+                sym = d if isinstance(d, str) else f"{name}_dim{axis}"
+                graph.symbols.setdefault(sym, (name, axis))
+                dims[axis] = sym
+        v.shape = tuple(dims)
+    for i, n in enumerate(g.node):
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        for k, a in attrs.items():
+            if isinstance(a, onnx.TensorProto):
+                attrs[k] = numpy_helper.to_array(a)
+        graph.nodes.append(Node(n.op_type, n.name or f"{n.op_type}_{i}", list(n.input), list(n.output), attrs,
+                                n.domain if n.domain != "ai.onnx" else ""))
+    # Symbols that appear on intermediate values but on no graph input cannot be computed at run time.
+    for v in values.values():
+        if v.shape is not None and v.const is None:
+            v.shape = tuple(d if not isinstance(d, str) or d in graph.symbols else None for d in v.shape)
+    return graph

@@ -1,0 +1,68 @@
+"""graphport's IR: a flat list of ONNX-semantics nodes over named values (in the spirit of torch.fx's Graph/Node).
+
+Values carry a dtype and a shape made of ints and symbol names; constants are numpy arrays (object arrays with
+`Sym` entries for partially known shape vectors). Passes are plain functions from Graph to Graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Dim = int | str | None  # int: known; str: a named symbol; None: unknown
+
+
+@dataclass
+class Value:
+    name: str
+    dtype: np.dtype | None = None
+    shape: tuple[Dim, ...] | None = None
+    const: np.ndarray | None = None
+
+
+@dataclass
+class Node:
+    op_type: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    domain: str = ""
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]
+    values: dict[str, Value]
+    inputs: list[str]
+    outputs: list[str]
+    opset: int
+    symbols: dict[str, tuple[str, int]] = field(default_factory=dict)  # symbol -> (graph input, axis)
+
+    def value(self, name: str) -> Value:
+        if name not in self.values:
+            self.values[name] = Value(name)
+        return self.values[name]
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The constant behind `name`, or None for a runtime value or a missing optional input ('')."""
+        v = self.values.get(name) if name else None
+        return None if v is None else v.const
+
+    def consumers(self) -> dict[str, list[Node]]:
+        users: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            for i in n.inputs:
+                users.setdefault(i, []).append(n)
+        return users
+
+    def producers(self) -> dict[str, Node]:
+        return {o: n for n in self.nodes for o in n.outputs}
+
+    def census(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for n in self.nodes:
+            counts[n.op_type] = counts.get(n.op_type, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

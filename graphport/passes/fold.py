@@ -1,0 +1,256 @@
+"""Constant folding, including shape arithmetic over symbolic dimensions.
+
+Every node whose inputs are all known is evaluated now and disappears from the graph. Shape vectors may be
+partially known (`[batch, 1280]`), so the numpy kernels below accept object arrays holding `Sym` entries; other ops
+with plain constant inputs are evaluated by ONNX's own reference evaluator. A node that cannot be decided at
+conversion time simply stays and runs in TF: folding is an optimisation, never a source of wrong answers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from graphport.ir.graph import Graph, Node
+from graphport.ir.symbolic import Atom, Sym, Undecidable, is_symbolic, normalize
+
+MAX_FOLDED_ELEMENTS = 1 << 22
+NONDETERMINISTIC = {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial",
+                    "Bernoulli", "Dropout"}
+
+Kernel = Callable[[Node, list, int], list]
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(*ops: str) -> Callable[[Kernel], Kernel]:
+    def deco(fn: Kernel) -> Kernel:
+        for op in ops:
+            KERNELS[op] = fn
+        return fn
+    return deco
+
+
+def _axes(node: Node, args: list, opset: int, since: int) -> list[int] | None:
+    """Axes from the attribute (before `since`) or from the optional second input."""
+    if opset < since:
+        return node.attrs.get("axes")
+    return None if len(args) < 2 or args[1] is None else [int(a) for a in np.asarray(args[1]).ravel()]
+
+
+@kernel("Identity")
+def _identity(node, args, opset):
+    return [args[0]]
+
+
+@kernel("Gather")
+def _gather(node, args, opset):
+    data, idx = args
+    idx = np.asarray(idx).astype(np.int64)
+    axis = node.attrs.get("axis", 0) % data.ndim
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    return [np.take(data, idx, axis=axis)]
+
+
+@kernel("Concat")
+def _concat(node, args, opset):
+    arrays = [a for a in args if a is not None]
+    if any(a.dtype == object for a in arrays):
+        arrays = [a.astype(object) for a in arrays]
+    return [np.concatenate(arrays, axis=node.attrs["axis"])]
+
+
+@kernel("Unsqueeze")
+def _unsqueeze(node, args, opset):
+    out = args[0]
+    rank = out.ndim + len(_axes(node, args, opset, 13))
+    for a in sorted(x % rank for x in _axes(node, args, opset, 13)):
+        out = np.expand_dims(out, a)
+    return [out]
+
+
+@kernel("Squeeze")
+def _squeeze(node, args, opset):
+    axes = _axes(node, args, opset, 13)
+    return [np.squeeze(args[0], axis=None if axes is None else tuple(a % args[0].ndim for a in axes))]
+
+
+@kernel("Slice")
+def _slice(node, args, opset):
+    data = args[0]
+    if opset < 10:
+        starts, ends = node.attrs["starts"], node.attrs["ends"]
+        axes = node.attrs.get("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = [int(v) for v in args[1]], [int(v) for v in args[2]]
+        axes = [int(v) for v in args[3]] if len(args) > 3 and args[3] is not None else list(range(len(starts)))
+        steps = [int(v) for v in args[4]] if len(args) > 4 and args[4] is not None else [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[a % data.ndim] = slice(s, None if (st < 0 and e < -data.shape[a]) else e, st)
+    return [data[tuple(index)]]
+
+
+@kernel("Reshape")
+def _reshape(node, args, opset):
+    data, shape = args[0], [int(v) for v in args[1]]
+    if not node.attrs.get("allowzero", 0):
+        shape = [data.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return [data.reshape(shape)]
+
+
+@kernel("Transpose")
+def _transpose(node, args, opset):
+    return [np.transpose(args[0], node.attrs.get("perm"))]
+
+
+@kernel("Cast")
+def _cast(node, args, opset):
+    to = helper.tensor_dtype_to_np_dtype(node.attrs["to"])
+    if args[0].dtype == object:
+        if to.kind not in "iuf":
+            raise Undecidable("cast of a symbolic value to a non-numeric type")
+        return [args[0]]
+    return [args[0].astype(to)]
+
+
+def _elementwise(fn: Callable) -> Kernel:
+    def k(node, args, opset):
+        if not any(a.dtype == object for a in args):
+            raise Undecidable("plain constants go to the reference evaluator")
+        return [np.frompyfunc(fn, len(args), 1)(*args)]
+    return k
+
+
+def _int_div(a, b):
+    if isinstance(a, Sym) or isinstance(b, Sym):
+        if isinstance(b, Sym) or b < 0:
+            raise Undecidable("division by a symbol")
+        return a // b  # symbols are positive, so floor == truncation
+    return int(a / b) if float(a).is_integer() and float(b).is_integer() else a / b
+
+
+KERNELS.update({
+    "Add": _elementwise(lambda a, b: a + b),
+    "Sub": _elementwise(lambda a, b: a - b),
+    "Mul": _elementwise(lambda a, b: a * b),
+    "Div": _elementwise(_int_div),
+    "Neg": _elementwise(lambda a: -a),
+    "Equal": _elementwise(lambda a, b: a == b),
+    "Less": _elementwise(lambda a, b: a < b),
+    "Greater": _elementwise(lambda a, b: a > b),
+    "Max": _elementwise(lambda *a: max(a)),
+    "Min": _elementwise(lambda *a: min(a)),
+    "Mod": _elementwise(lambda a, b: a % b),
+})
+
+
+@kernel("Where")
+def _where(node, args, opset):
+    cond, a, b = args
+    if cond.dtype == object:
+        raise Undecidable("symbolic condition")
+    return [np.where(cond, a, b)]
+
+
+@kernel("ConstantOfShape")
+def _constant_of_shape(node, args, opset):
+    if args[0].dtype == object:
+        raise Undecidable("ConstantOfShape with a runtime shape")
+    value = node.attrs.get("value", np.zeros(1, np.float32))
+    return [np.full([int(v) for v in args[0]], value.ravel()[0], dtype=value.dtype)]
+
+
+def fold_constants(graph: Graph) -> Graph:
+    """Evaluate every node whose result is known at conversion time; return the graph without them."""
+    atoms = {sym: Sym.atom(Atom(sym, source=src, axis=axis)) for sym, (src, axis) in graph.symbols.items()}
+    kept = []
+    for node in graph.nodes:
+        try:
+            results = _evaluate(graph, node, atoms)
+        except Exception:  # Undecidable, unsupported in numpy, reference evaluator gaps: leave it to TF
+            results = None
+        if results is None:
+            kept.append(node)
+            continue
+        for name, arr in zip(node.outputs, results):
+            v = graph.value(name)
+            arr = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
+            v.const = normalize(arr, v.dtype or np.dtype(np.int64))
+            if v.dtype is None:
+                v.dtype = v.const.dtype if v.const.dtype != object else np.dtype(np.int64)
+            v.shape = v.const.shape
+    graph.nodes = kept
+    return graph
+
+
+def _evaluate(graph: Graph, node: Node, atoms: dict[str, Sym]) -> list | None:
+    if node.domain or node.op_type in NONDETERMINISTIC:
+        return None
+    if node.op_type == "Constant":
+        return [_constant_attr(node)]
+    if node.op_type in ("Shape", "Size"):
+        return _shape_of(graph, node, atoms)
+    args = [graph.const(i) if i else None for i in node.inputs]
+    if not node.inputs or any(a is None for i, a in zip(node.inputs, args) if i):
+        return None
+    if any(isinstance(a, np.ndarray) and is_symbolic(a) for a in args) or node.op_type in KERNELS:
+        try:
+            results = KERNELS[node.op_type](node, args, graph.opset)
+            if all(r is not None for r in results):
+                return results
+        except Undecidable:
+            if any(isinstance(a, np.ndarray) and a.dtype == object for a in args):
+                return None
+        except KeyError:
+            return None
+    if sum(a.size for a in args if a is not None) > MAX_FOLDED_ELEMENTS:
+        return None
+    return _reference(graph, node, args)
+
+
+def _shape_of(graph: Graph, node: Node, atoms: dict[str, Sym]) -> list | None:
+    shape = graph.value(node.inputs[0]).shape
+    if shape is None or any(d is None for d in shape):
+        return None
+    dims = np.array([atoms[d] if isinstance(d, str) else d for d in shape], dtype=object)
+    if node.op_type == "Size":
+        total = 1
+        for d in dims:
+            total = total * d
+        return [np.array(total, dtype=object)]
+    start, end = node.attrs.get("start", 0), node.attrs.get("end")
+    return [dims[start:end]]
+
+
+def _constant_attr(node: Node) -> np.ndarray:
+    (key, val), = node.attrs.items()
+    if key in ("value", "sparse_value"):
+        return np.asarray(val)
+    dtypes = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+              "value_ints": np.int64}
+    if key in dtypes:
+        return np.array(val, dtype=dtypes[key])
+    return np.array([v.decode() if isinstance(v, bytes) else v for v in val] if isinstance(val, list)
+                    else val.decode(), dtype=object)
+
+
+def _reference(graph: Graph, node: Node, args: list) -> list | None:
+    """Run one node through onnx's reference evaluator, at the model's opset."""
+    names = [f"in{i}" if name else "" for i, name in enumerate(node.inputs)]
+    attrs = {k: numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v for k, v in node.attrs.items()}
+    proto = helper.make_node(node.op_type, names, [f"out{i}" for i in range(len(node.outputs))], **attrs)
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), None)
+              for n, a in zip(names, args) if n]
+    outputs = [helper.make_empty_tensor_value_info(o) for o in proto.output]
+    model = helper.make_model(helper.make_graph([proto], "fold", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", graph.opset)])
+    feeds = {n: a for n, a in zip(names, args) if n}
+    results = ReferenceEvaluator(model).run(None, feeds)
+    if any(np.asarray(r).size > MAX_FOLDED_ELEMENTS for r in results):
+        return None
+    return [np.asarray(r) for r in results]
+

@@ -1,0 +1,85 @@
+"""Fusions that remove whole ops: BatchNormalization into the preceding Conv, constant zero Pad into Conv pads.
+
+Both keep exact ONNX semantics and only fire when the intermediate value has a single consumer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphport.ir.graph import Graph, Node
+
+
+def _single_consumer(graph: Graph, users: dict[str, list[Node]], name: str) -> Node | None:
+    nodes = users.get(name, [])
+    return nodes[0] if len(nodes) == 1 and name not in graph.outputs else None
+
+
+def fold_batchnorm_into_conv(graph: Graph) -> Graph:
+    users, producers = graph.consumers(), graph.producers()
+    removed: set[int] = set()
+    for bn in graph.nodes:
+        if bn.op_type != "BatchNormalization" or len(bn.outputs) != 1 or bn.attrs.get("training_mode", 0):
+            continue
+        conv = producers.get(bn.inputs[0])
+        if conv is None or conv.op_type != "Conv" or _single_consumer(graph, users, conv.outputs[0]) is not bn:
+            continue
+        w = graph.const(conv.inputs[1])
+        params = [graph.const(i) for i in bn.inputs[1:5]]
+        bias = graph.const(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
+        if w is None or any(p is None for p in params) or (len(conv.inputs) > 2 and conv.inputs[2] and bias is None):
+            continue
+        scale, beta, mean, var = (p.astype(np.float64) for p in params)
+        factor = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+        b = np.zeros(w.shape[0]) if bias is None else bias.astype(np.float64)
+        new_w = (w * factor.reshape(-1, *([1] * (w.ndim - 1)))).astype(w.dtype)
+        new_b = ((b - mean) * factor + beta).astype(w.dtype)
+        wname, bname = f"{conv.name}/folded_weight", f"{conv.name}/folded_bias"
+        for name, arr in ((wname, new_w), (bname, new_b)):
+            v = graph.value(name)
+            v.const, v.dtype, v.shape = arr, arr.dtype, arr.shape
+        conv.inputs = [conv.inputs[0], wname, bname]
+        conv.outputs = list(bn.outputs)
+        removed.add(id(bn))
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    return graph
+
+
+def fuse_pad_into_conv(graph: Graph) -> Graph:
+    """A zero constant Pad over spatial axes only, feeding one Conv, becomes part of the Conv's own pads."""
+    users = graph.consumers()
+    removed: set[int] = set()
+    for pad in graph.nodes:
+        if pad.op_type != "Pad" or pad.attrs.get("mode", b"constant") not in (b"constant", "constant"):
+            continue
+        conv = _single_consumer(graph, users, pad.outputs[0])
+        if conv is None or conv.op_type != "Conv" or conv.inputs[0] != pad.outputs[0]:
+            continue
+        pads = _static_pads(graph, pad)
+        if pads is None or conv.attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            continue
+        rank = len(pads) // 2
+        if rank < 3 or any(pads[i] or pads[i + rank] for i in (0, 1)) or min(pads) < 0:
+            continue
+        own = list(conv.attrs.get("pads", [0] * (2 * (rank - 2))))
+        spatial = rank - 2
+        conv.attrs["pads"] = [own[i] + pads[2 + i] for i in range(spatial)] + \
+                             [own[spatial + i] + pads[rank + 2 + i] for i in range(spatial)]
+        conv.inputs[0] = pad.inputs[0]
+        removed.add(id(pad))
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    return graph
+
+
+def _static_pads(graph: Graph, pad: Node) -> list[int] | None:
+    """The pads of a Pad node whose pad value is zero, over all axes, or None if not static."""
+    if graph.opset < 11:
+        pads, value = pad.attrs.get("pads"), pad.attrs.get("value", 0.0)
+        return list(pads) if value == 0 else None
+    pads = graph.const(pad.inputs[1])
+    value = graph.const(pad.inputs[2]) if len(pad.inputs) > 2 and pad.inputs[2] else np.zeros(1)
+    if pads is None or value is None or pads.dtype == object or np.any(value != 0):
+        return None
+    if len(pad.inputs) > 3 and pad.inputs[3]:
+        return None  # opset-18 axes: leave the general Pad in place
+    return [int(p) for p in pads]
