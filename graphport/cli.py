@@ -1,0 +1,105 @@
+"""The `graphport` command. User errors print one paragraph and exit 2; verification failures exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# oneDNN roughly halves TF's CPU time here and is off by default on this CPU; it must be set before TF loads.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+console = Console()
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from e
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be integers >= 1, got '{text}'")
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphport", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("convert", help="convert an ONNX model into a flat TF graph, SavedModel and metadata")
+    c.add_argument("model", help="path to the .onnx file (never modified)")
+    c.add_argument("-o", "--out", required=True, help="output directory")
+    c.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 3, 64), help="verification batch sizes")
+    c.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison")
+    c.add_argument("--force", action="store_true", help="replace an existing output directory")
+    c.add_argument("--keep-failed", action="store_true", help="on a verification failure, write OUTDIR.failed/")
+    c.add_argument("--atol", type=float, default=1e-4)
+    c.add_argument("--rtol", type=float, default=1e-3)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from graphport.errors import GraphportError
+
+    try:
+        return _convert(args)
+    except GraphportError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        return e.exit_code
+    except KeyboardInterrupt:
+        console.print("[red]interrupted; no output was written[/]")
+        return 130
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from graphport.convert import convert
+
+    report = convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
+                     force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol)
+    print_report(report)
+    if not report.ok:
+        where = f"; artifacts kept in {args.out.rstrip('/')}.failed/" if args.keep_failed else ""
+        console.print(f"[bold red]verification failed[/]: '{args.out}' was left as it was{where}")
+        return 1
+    return 0
+
+
+def print_report(report) -> None:
+    meta = report.metadata
+    console.print(f"[bold]converted in {report.seconds:.2f} s[/] -> {report.out_dir or '(not written)'}")
+    ops = Table(title="TF graph", show_edge=False)
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for name, count in report.tf_ops.items():
+        ops.add_row(name, str(count))
+    ops.add_row("[bold]total nodes[/]", f"[bold]{report.tf_nodes}[/]")
+    ops.add_row("[bold]Transpose[/]", f"[bold]{report.transposes}[/]")
+    console.print(ops)
+    io = Table(title="names for hosts", show_edge=False)
+    for col in ("", "ONNX", ".pb tensor", "SavedModel tensor"):
+        io.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for e in meta[kind]:
+            io.add_row(kind[:-1], e["name"], e["pb"]["tensor"], e["saved_model"]["tensor"])
+    console.print(io)
+    if report.verification is None:
+        console.print("[yellow]verification skipped (--no-verify)[/]")
+        return
+    v = report.verification
+    t = Table(title=f"verification against ONNX Runtime (atol {v.atol:g}, rtol {v.rtol:g})", show_edge=False)
+    for col in ("batch", "output", "max abs", "max rel", ""):
+        t.add_column(col)
+    for c in v.checks:
+        t.add_row(str(c.batch), c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}",
+                  "[green]ok[/]" if c.ok else "[red]FAIL[/]")
+    console.print(t)
+    console.print(f"batch invariance: max |row of batch N - batch 1| = {v.batch_invariance:.2e} "
+                  + ("[green]ok[/]" if v.batch_invariance_ok else "[red]FAIL[/]"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""`convert`: ONNX file -> IR -> passes -> flat TF graph -> verified artifacts, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from graphport import __version__
+from graphport.artifacts import write_json, write_pb, write_saved_model
+from graphport.emit.tf import build_graph_def
+from graphport.errors import GraphportError, OutputExists
+from graphport.ir.from_onnx import load_model, to_ir
+from graphport.passes import optimize
+from graphport.verify import DEFAULT_BATCH_SIZES, TFGraphRunner, VerifyResult, verify
+
+
+@dataclass
+class ConversionReport:
+    out_dir: Path | None
+    seconds: float
+    onnx_ops: dict[str, int]
+    tf_ops: dict[str, int]
+    verification: VerifyResult | None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def tf_nodes(self) -> int:
+        return sum(self.tf_ops.values())
+
+    @property
+    def transposes(self) -> int:
+        return self.tf_ops.get("Transpose", 0)
+
+    @property
+    def ok(self) -> bool:
+        return self.verification is None or self.verification.ok
+
+
+def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLike,
+            batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, verify_outputs: bool = True, force: bool = False,
+            keep_failed: bool = False, atol: float = 1e-4, rtol: float = 1e-3) -> ConversionReport:
+    """Convert `model` into `out_dir` (model.pb, saved_model/, model.json).
+
+    If verification fails, `out_dir` is left as it was (with `keep_failed`, the artifacts go to OUTDIR.failed/).
+    """
+    start = time.perf_counter()
+    out = Path(out_dir).absolute()
+    if out.exists() and not force:
+        raise OutputExists(f"output directory '{out}' already exists; pass --force (force=True) to replace it.")
+    if any(b < 1 for b in batch_sizes):
+        raise GraphportError(f"batch sizes must be >= 1, got {list(batch_sizes)}.")
+    proto, onnx_bytes = load_model(model)
+    source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
+    graph = to_ir(proto)
+    onnx_ops = graph.census()
+    graph = optimize(graph)
+    emitted = build_graph_def(graph)
+    tf_ops = dict(Counter(n.op for n in emitted.graph_def.node).most_common())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        write_pb(emitted, tmp / "model.pb")
+        # Saving is Python-bound tracing, verification is kernel-bound: overlapping them saves about a second.
+        with ThreadPoolExecutor(1) as pool:
+            saving = pool.submit(write_saved_model, emitted, graph, tmp / "saved_model")
+            result = _verify(onnx_bytes, graph, emitted, batch_sizes, atol, rtol) if verify_outputs else None
+            names = saving.result()
+        report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result)
+        report.metadata = _metadata(graph, emitted, names, source, proto, report)
+        report.seconds = time.perf_counter() - start
+        report.metadata["conversion_seconds"] = round(report.seconds, 3)
+        write_json(report.metadata, tmp / "model.json")
+        if not report.ok:
+            if keep_failed:
+                _replace(tmp, out.with_name(out.name + ".failed"))
+            return report
+        _replace(tmp, out)
+        report.out_dir = out
+        return report
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _verify(onnx_bytes: bytes, graph, emitted, batch_sizes, atol: float, rtol: float) -> VerifyResult:
+    runner = TFGraphRunner(emitted.graph_def, emitted.inputs, emitted.outputs)
+    try:
+        return verify(onnx_bytes, graph, runner, batch_sizes, atol, rtol)
+    finally:
+        runner.close()
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Swap `src` into place with renames, so `dst` is at every moment either the old or the new whole output."""
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+        os.rename(dst, old / "x")
+        os.rename(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(src, dst)
+
+
+def _metadata(graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto, report: ConversionReport) -> dict:
+    def io(name: str, tf_op: str, sm: dict) -> dict:
+        v = graph.values.get(name)
+        return {"name": name, "dtype": str(v.dtype) if v and v.dtype is not None else None,
+                "shape": list(v.shape) if v and v.shape is not None else None,
+                "pb": {"op": tf_op, "tensor": f"{tf_op}:0"},
+                "saved_model": {k: val for k, val in sm.items()}}
+
+    return {
+        "graphport_version": __version__,
+        "source": {"sha256": hashlib.sha256(source).hexdigest(), "opset": graph.opset,
+                   "producer": f"{proto.producer_name} {proto.producer_version}".strip()},
+        "symbols": {s: {"input": i, "axis": a} for s, (i, a) in graph.symbols.items()},
+        "inputs": [io(n, emitted.inputs[n], names["inputs"][n]) for n in graph.inputs],
+        "outputs": [io(n, emitted.outputs[n], names["outputs"][n]) for n in graph.outputs],
+        "saved_model": {"signature": "serving_default", "tags": ["serve"]},
+        "onnx_op_census": report.onnx_ops,
+        "op_census": report.tf_ops,
+        "nodes": report.tf_nodes,
+        "transposes": report.transposes,
+        "verification": report.verification.to_json() if report.verification else None,
+    }
