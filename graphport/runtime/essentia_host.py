@@ -1,0 +1,149 @@
+"""Run converted models inside Essentia (libtensorflow 2.5 C API), the host whose slow loads graphport exists to fix.
+
+essentia-tensorflow bundles its own libtensorflow, which clashes with the `tensorflow` wheel in one process, and
+its wheel is cp311 only. So Essentia lives in a venv of its own, created on demand (CI machines start fresh), and
+every model runs in a subprocess (`essentia_worker.py`) that can be killed when a load takes minutes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ESSENTIA_REQUIREMENT = "essentia-tensorflow==2.1b6.dev1389"
+ESSENTIA_VERSION = ESSENTIA_REQUIREMENT.split("==")[1]
+VENV_ENV_VAR = "GRAPHPORT_ESSENTIA_VENV"
+WORKER = Path(__file__).with_name("essentia_worker.py")
+
+
+class EssentiaUnavailable(RuntimeError):
+    """The Essentia venv could not be created (no python3.11, pip failed)."""
+
+
+def essentia_venv_dir() -> Path:
+    """Where the Essentia venv lives: $GRAPHPORT_ESSENTIA_VENV, else ~/.cache/graphport/essentia-venv."""
+    env = os.environ.get(VENV_ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "graphport" / "essentia-venv"
+
+
+def _installed_version(python: Path) -> str | None:
+    """The essentia-tensorflow version in `python`'s env, read from metadata (importing essentia takes ~1 s)."""
+    if not python.exists():
+        return None
+    code = "import importlib.metadata as m; print(m.version('essentia-tensorflow'))"
+    try:
+        proc = subprocess.run([str(python), "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _python311() -> str:
+    if sys.version_info[:2] == (3, 11):
+        return sys.executable
+    found = shutil.which("python3.11")
+    if not found:
+        raise EssentiaUnavailable(f"{ESSENTIA_REQUIREMENT} ships cp311 wheels only, and no python3.11 was found.")
+    return found
+
+
+def ensure_essentia_python(install_timeout: float = 1800.0) -> Path:
+    """Return the python of a venv holding essentia-tensorflow, creating it (python3.11 -m venv + pip) if missing.
+
+    The venv is built in a temporary sibling directory and renamed into place, under a file lock, so that
+    concurrent callers (parallel test workers) never see or use a half-installed venv.
+    """
+    venv = essentia_venv_dir()
+    python = venv / "bin" / "python"
+    if _installed_version(python) == ESSENTIA_VERSION:
+        return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed_version(python) == ESSENTIA_VERSION:  # another process built it while we waited
+            return python
+        tmp = Path(tempfile.mkdtemp(prefix=f".{venv.name}.tmp-", dir=venv.parent))
+        try:
+            steps = [[_python311(), "-m", "venv", str(tmp)],
+                     [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                      ESSENTIA_REQUIREMENT]]
+            for cmd in steps:
+                proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=install_timeout)
+                if proc.returncode != 0:
+                    raise EssentiaUnavailable(f"`{' '.join(cmd)}` failed:\n{proc.stderr[-3000:]}")
+            if venv.exists():  # a broken or outdated venv: move it aside, then swap in the new one
+                old = Path(tempfile.mkdtemp(prefix=f".{venv.name}.old-", dir=venv.parent))
+                os.rename(venv, old / "venv")
+                shutil.rmtree(old, ignore_errors=True)
+            os.rename(tmp, venv)  # venv's bin/python finds its prefix from pyvenv.cfg, so a rename is safe
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if _installed_version(python) != ESSENTIA_VERSION:
+        raise EssentiaUnavailable(f"{venv} does not hold {ESSENTIA_REQUIREMENT} after installing it.")
+    return python
+
+
+def essentia_run(model_path: str | os.PathLike, input_name: str, output_name: str, batches: list[np.ndarray],
+                 timeout: float, *, steady_runs: int = 3, python: str | os.PathLike | None = None,
+                 env: dict[str, str] | None = None) -> dict:
+    """Load `model_path` (.pb file or SavedModel dir) in Essentia's TensorflowPredict and run each batch.
+
+    `input_name`/`output_name` are C API op names (model.json: pb op or saved_model tensor). Returns a dict with
+    ok, timed_out, stage (how far the worker got), import_s, load_s, first_run_s, steady_s (one median per batch),
+    outputs (one array per batch, as Essentia returns it, e.g. [B,1,1,N] for a [B,N] output), wall_s, error.
+    See essentia_worker.py for what each timing covers. A run past `timeout` is killed, never awaited.
+    """
+    python = Path(python) if python else ensure_essentia_python()
+    run_env = dict(os.environ)
+    run_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    run_env.update(env or {})
+    with tempfile.TemporaryDirectory(prefix="graphport-essentia-") as tmp:
+        job_dir = Path(tmp)
+        paths = []
+        for i, batch in enumerate(batches):
+            paths.append(str(job_dir / f"in_{i}.npy"))
+            np.save(paths[-1], np.asarray(batch, dtype=np.float32))
+        job = {"model": str(Path(model_path).absolute()), "input": input_name, "output": output_name,
+               "batches": paths, "steady_runs": steady_runs}
+        (job_dir / "job.json").write_text(json.dumps(job))
+        start = time.perf_counter()
+        # Own process group: on timeout the whole worker tree is killed, so the call never hangs.
+        proc = subprocess.Popen([str(python), str(WORKER), str(job_dir)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=run_env, start_new_session=True)
+        timed_out = False
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        wall = time.perf_counter() - start
+        result = _read_json(job_dir / "result.json") or _read_json(job_dir / "progress.json") or {"stage": "start"}
+        result.update(timed_out=timed_out, wall_s=wall, returncode=proc.returncode, model=job["model"])
+        result["ok"] = not timed_out and proc.returncode == 0 and result.get("stage") == "done"
+        result["outputs"] = [np.load(job_dir / f"out_{i}.npy") for i in range(len(batches))
+                             if (job_dir / f"out_{i}.npy").exists()]
+        if timed_out:
+            result["error"] = f"timed out after {timeout:.0f} s during stage '{result.get('stage')}'"
+        elif not result["ok"]:
+            text = (stderr or stdout).strip()
+            text = text if len(text) <= 2400 else f"{text[:800]}\n[...]\n{text[-1600:]}"
+            result["error"] = f"worker exited with {proc.returncode}: {text}"
+        return result
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
