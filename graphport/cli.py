@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-failed", action="store_true", help="on a verification failure, write OUTDIR.failed/")
     c.add_argument("--atol", type=float, default=1e-4)
     c.add_argument("--rtol", type=float, default=1e-3)
+    e = sub.add_parser("example", help="convert the bundled example EfficientNet, verify it, load it in graph mode")
+    e.add_argument("-o", "--out", default="graphport-example", help="output directory (replaced)")
     return parser
 
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from graphport.errors import GraphportError
 
     try:
-        return _convert(args)
+        return {"convert": _convert, "example": _example}[args.command](args)
     except GraphportError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         return e.exit_code
@@ -65,6 +67,25 @@ def _convert(args: argparse.Namespace) -> int:
         where = f"; artifacts kept in {args.out.rstrip('/')}.failed/" if args.keep_failed else ""
         console.print(f"[bold red]verification failed[/]: '{args.out}' was left as it was{where}")
         return 1
+    return 0
+
+
+def _example(args: argparse.Namespace) -> int:
+    from graphport.example import EXAMPLE, run_example
+
+    console.print(f"example model: {EXAMPLE.name} (EfficientNet-style, dynamic batch)")
+    report, timings = run_example(args.out)
+    print_report(report)
+    if not report.ok:
+        return 1
+    t = Table(title="tf.compat.v1 graph mode, model.pb", show_edge=False)
+    for col in ("GraphDef import + session", "first run (B=1)", "steady B=64 (median)", "patches/s"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{timings['load_s']:.3f} s", f"{timings['first_run_s']:.3f} s", f"{timings['b64_median_s']:.3f} s",
+              f"{timings['patches_per_s']:.0f}")
+    console.print(t)
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    console.print(f"TF_ENABLE_ONEDNN_OPTS={onednn}")
     return 0
 
 

@@ -120,7 +120,8 @@ def to_ir(model: onnx.ModelProto) -> Graph:
         arr = numpy_helper.to_array(t)
         values[t.name] = Value(t.name, arr.dtype, arr.shape, arr)
     inputs = [vi.name for vi in g.input if vi.name not in init_names]
-    graph = Graph([], values, inputs, [o.name for o in g.output], default_opset(model))
+    graph = Graph([], values, inputs, [o.name for o in g.output], default_opset(model),
+                  domain_opsets={i.domain: i.version for i in model.opset_import if i.domain not in ("", "ai.onnx")})
     for name in inputs:
         v = values[name]
         if v.shape is None:

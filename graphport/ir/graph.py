@@ -40,6 +40,7 @@ class Graph:
     outputs: list[str]
     opset: int
     symbols: dict[str, tuple[str, int]] = field(default_factory=dict)  # symbol -> (graph input, axis)
+    domain_opsets: dict[str, int] = field(default_factory=dict)  # custom domain -> its opset version
 
     def value(self, name: str) -> Value:
         if name not in self.values:

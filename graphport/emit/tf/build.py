@@ -23,7 +23,8 @@ class Emitted:
 
 def check_supported(graph: Graph) -> None:
     """Fail before emitting anything, naming every node whose op graphport has no handler for."""
-    missing = [(n.op_type if not n.domain else f"{n.domain}.{n.op_type}", n.name, graph.opset, "no converter")
+    missing = [(n.op_type if not n.domain else f"{n.domain}.{n.op_type}", n.name,
+                graph.domain_opsets.get(n.domain, graph.opset), "no converter")
                for n in graph.nodes if n.domain not in ("", "ai.onnx") or lookup(n.op_type, graph.opset) is None]
     if missing:
         raise UnsupportedModel(missing)

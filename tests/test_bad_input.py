@@ -1,0 +1,116 @@
+"""Bad input: a clear one-paragraph error, exit code 2, no traceback, nothing written, input untouched."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from graphport.cli import main
+from graphport.example import EXAMPLE
+
+
+def _convert(capsys, model, out):
+    rc = main(["convert", str(model), "-o", str(out)])
+    err = capsys.readouterr().out
+    return rc, " ".join(err.split())
+
+
+def _tiny(nodes, opset=17, extra_opsets=(), inits=()):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+
+
+@pytest.mark.parametrize("content, needle", [
+    (EXAMPLE.read_bytes()[:20000], "truncated or corrupt"),
+    (b"", "empty"),
+    (b"hello, this is not a model\n" * 10, "not a readable ONNX model"),
+])
+def test_unreadable_files(tmp_path, capsys, content, needle):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(content)
+    rc, msg = _convert(capsys, path, tmp_path / "out")
+    assert rc == 2 and needle in msg and "Traceback" not in msg
+    assert not (tmp_path / "out").exists()
+    assert path.read_bytes() == content
+
+
+def test_directory_and_missing_file(tmp_path, capsys):
+    assert _convert(capsys, tmp_path, tmp_path / "out")[0] == 2
+    rc, msg = _convert(capsys, tmp_path / "nope.onnx", tmp_path / "out")
+    assert rc == 2 and "does not exist" in msg
+
+
+def test_checker_failure(tmp_path, capsys):
+    model = _tiny([helper.make_node("Relu", ["x"], ["y"], alpha=1.0)])  # Relu has no attribute alpha
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    rc, msg = _convert(capsys, path, tmp_path / "out")
+    assert rc == 2 and "checker" in msg
+
+
+def test_unsupported_ops_are_all_listed(tmp_path, capsys):
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok_relu"),
+             helper.make_node("Foo", ["a"], ["b"], name="first_custom", domain="com.example"),
+             helper.make_node("Bar", ["b"], ["y"], name="second_custom", domain="com.example")]
+    model = _tiny(nodes, extra_opsets=[helper.make_opsetid("com.example", 1)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    rc, msg = _convert(capsys, path, tmp_path / "out")
+    assert rc == 2
+    assert "com.example.Foo (node 'first_custom', opset 1)" in msg
+    assert "com.example.Bar (node 'second_custom', opset 1)" in msg
+    assert "ok_relu" not in msg and not (tmp_path / "out").exists()
+
+
+def _external_model(tmp_path, location):
+    w = numpy_helper.from_array(np.ones((4,), np.float32), "w")
+    w.data_location = TensorProto.EXTERNAL
+    w.ClearField("raw_data")
+    for k, v in (("location", location), ("offset", "0"), ("length", "16")):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    model = _tiny([helper.make_node("Add", ["x", "w"], ["y"])], inits=[w])
+    path = tmp_path / "model" / "m.onnx"
+    path.parent.mkdir()
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "link.bin"])
+def test_external_data_outside_model_folder(tmp_path, capsys, location):
+    (tmp_path / "secret.bin").write_bytes(np.ones(4, np.float32).tobytes())
+    path = _external_model(tmp_path, location)
+    (path.parent / "link.bin").symlink_to(tmp_path / "secret.bin")
+    rc, msg = _convert(capsys, path, tmp_path / "out")
+    assert rc == 2 and "outside the model's folder" in msg
+
+
+def test_external_data_inside_folder_converts(tmp_path, capsys):
+    path = _external_model(tmp_path, "weights.bin")
+    (path.parent / "weights.bin").write_bytes(np.full(4, 2.0, np.float32).tobytes())
+    rc, msg = _convert(capsys, path, tmp_path / "out")
+    assert rc == 0, msg
+    assert (tmp_path / "out" / "model.pb").exists()
+
+
+def test_existing_output_without_force(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    rc, msg = _convert(capsys, EXAMPLE, out)
+    assert rc == 2 and "--force" in msg
+    assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_cli_prints_no_traceback(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    run = subprocess.run([sys.executable, "-m", "graphport.cli", "convert", str(bad), "-o", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stdout + run.stderr and "error:" in run.stdout

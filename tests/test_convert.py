@@ -1,0 +1,112 @@
+"""The converter core on the bundled example: artifacts, names, equality with ONNX Runtime, atomic output."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tensorflow as tf
+
+import graphport
+from graphport.example import EXAMPLE
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv") / "out"
+    before = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    report = graphport.convert(EXAMPLE, out)
+    assert hashlib.sha256(EXAMPLE.read_bytes()).hexdigest() == before, "the input .onnx must never be modified"
+    return report, out
+
+
+def _ort(x):
+    return ort.InferenceSession(str(EXAMPLE), providers=["CPUExecutionProvider"]).run(None, {"melspectrogram": x})[0]
+
+
+def test_report_and_flat_graph(converted):
+    report, out = converted
+    assert report.ok and report.out_dir == out.absolute()
+    assert report.transposes == 0
+    ops = report.tf_ops
+    assert ops["DepthwiseConv2dNative"] >= 7
+    for banned in ("PartitionedCall", "StatefulPartitionedCall", "If", "StatelessIf", "While", "VarHandleOp",
+                   "Transpose", "Pack", "Range", "SplitV", "Shape"):
+        assert banned not in ops
+    assert {c.batch for c in report.verification.checks} == {1, 3, 64}
+    assert all(c.max_abs <= 1e-4 for c in report.verification.checks)
+    assert report.verification.batch_invariance <= 1e-5
+
+
+def test_pb_names_and_outputs_equal_ort(converted):
+    _, out = converted
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString((out / "model.pb").read_bytes())
+    names = {n.name: n for n in gd.node}
+    assert names["melspectrogram"].op == "Placeholder" and names["output_0"].op == "Identity"
+    assert not gd.library.function
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(gd, name="")
+    with tf.compat.v1.Session(graph=g) as sess:
+        for b in (1, 5):
+            x = np.random.default_rng(b).standard_normal((b, 128, 96)).astype(np.float32)
+            y = sess.run("output_0:0", {"melspectrogram:0": x})
+            assert np.abs(y - _ort(x)).max() <= 1e-4
+            assert y.std(axis=0).max() > 1e-3 or b == 1  # outputs depend on the input
+
+
+def test_metadata(converted):
+    _, out = converted
+    meta = json.loads((out / "model.json").read_text())
+    (inp,), (outp,) = meta["inputs"], meta["outputs"]
+    assert inp["shape"] == ["batch", 128, 96] and inp["dtype"] == "float32"
+    assert inp["pb"]["tensor"] == "melspectrogram:0"
+    assert inp["saved_model"]["tensor"] == "serving_default_melspectrogram:0"
+    assert outp["pb"]["tensor"] == "output_0:0" and outp["saved_model"]["tensor"].endswith("PartitionedCall:0")
+    assert meta["source"]["sha256"] == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    assert meta["verification"]["ok"] and meta["graphport_version"] == graphport.__version__
+
+
+@pytest.mark.parametrize("script", ["seed_tf2_load.py", "seed_v1_load.py"])
+def test_saved_model_works_with_seed_scripts(converted, script):
+    _, out = converted
+    run = subprocess.run([sys.executable, str(DATA / script), str(out / "saved_model")], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "inference time" in run.stdout
+
+
+def test_saved_model_tf2_equals_ort(converted):
+    _, out = converted
+    m = tf.saved_model.load(str(out / "saved_model"))
+    x = np.random.default_rng(7).standard_normal((3, 128, 96)).astype(np.float32)
+    y = m(melspectrogram=x)["output_0"].numpy()
+    assert np.abs(y - _ort(x)).max() <= 1e-4
+    assert not m.signatures["serving_default"].variables
+
+
+def test_failed_verification_leaves_outdir_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier output")
+    report = graphport.convert(EXAMPLE, out, force=True, atol=0.0, rtol=0.0, batch_sizes=(1, 3), keep_failed=True)
+    assert not report.ok
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    failed = tmp_path / "out.failed"
+    assert {p.name for p in failed.iterdir()} == {"model.pb", "model.json", "saved_model"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp dirs left behind"
+
+
+def test_force_replaces_whole_output(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("x")
+    assert graphport.convert(EXAMPLE, out, force=True, verify_outputs=False).out_dir
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.pb", "saved_model"]
