@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from graphport.convert import ConversionReport, convert  # noqa: E402
-from graphport.errors import GraphportError, InvalidModel, UnsupportedModel  # noqa: E402
+from graphport.convert import ConversionReport, convert
+from graphport.errors import GraphportError, InvalidModel, UnsupportedModel
 
-__all__ = ["ConversionReport", "GraphportError", "InvalidModel", "UnsupportedModel", "convert", "__version__"]
+__all__ = ["ConversionReport", "GraphportError", "InvalidModel", "UnsupportedModel", "__version__", "convert"]

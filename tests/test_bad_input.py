@@ -111,6 +111,6 @@ def test_cli_prints_no_traceback(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")
     run = subprocess.run([sys.executable, "-m", "graphport.cli", "convert", str(bad), "-o", str(tmp_path / "o")],
-                         capture_output=True, text=True, timeout=300)
+                         check=False, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert "Traceback" not in run.stdout + run.stderr and "error:" in run.stdout

@@ -77,7 +77,7 @@ def test_metadata(converted):
 @pytest.mark.parametrize("script", ["seed_tf2_load.py", "seed_v1_load.py"])
 def test_saved_model_works_with_seed_scripts(converted, script):
     _, out = converted
-    run = subprocess.run([sys.executable, str(DATA / script), str(out / "saved_model")], capture_output=True,
+    run = subprocess.run([sys.executable, str(DATA / script), str(out / "saved_model")], check=False, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "inference time" in run.stdout

@@ -9,7 +9,6 @@ Anything not decidable at conversion time raises `Undecidable`, and the caller l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -29,7 +28,7 @@ class Atom:
     source: str | None = None
     axis: int | None = None
     op: str | None = None
-    arg: "Sym | None" = None
+    arg: Sym | None = None
     k: int | None = None
 
     def __eq__(self, other: object) -> bool:
@@ -51,18 +50,18 @@ class Sym:
         self.terms = {m: c for m, c in terms.items() if c != 0}
 
     @staticmethod
-    def atom(atom: Atom) -> "Sym":
+    def atom(atom: Atom) -> Sym:
         return Sym({(atom,): 1})
 
     @staticmethod
-    def lift(x: "SymLike") -> "Sym":
+    def lift(x: SymLike) -> Sym:
         if isinstance(x, Sym):
             return x
         if isinstance(x, (bool, np.bool_)) or not float(x).is_integer():
             raise Undecidable(f"non-integer {x!r} in symbolic arithmetic")
         return Sym({(): int(x)})
 
-    def simplify(self) -> "SymLike":
+    def simplify(self) -> SymLike:
         """Return a plain int when no atom is left."""
         if not self.terms:
             return 0
@@ -70,7 +69,7 @@ class Sym:
             return self.terms[()]
         return self
 
-    def __add__(self, other: "SymLike") -> "SymLike":
+    def __add__(self, other: SymLike) -> SymLike:
         o = Sym.lift(other)
         terms = dict(self.terms)
         for m, c in o.terms.items():
@@ -79,16 +78,16 @@ class Sym:
 
     __radd__ = __add__
 
-    def __neg__(self) -> "Sym":
+    def __neg__(self) -> Sym:
         return Sym({m: -c for m, c in self.terms.items()})
 
-    def __sub__(self, other: "SymLike") -> "SymLike":
+    def __sub__(self, other: SymLike) -> SymLike:
         return self + (-Sym.lift(other))
 
-    def __rsub__(self, other: "SymLike") -> "SymLike":
+    def __rsub__(self, other: SymLike) -> SymLike:
         return Sym.lift(other) + (-self)
 
-    def __mul__(self, other: "SymLike") -> "SymLike":
+    def __mul__(self, other: SymLike) -> SymLike:
         o = Sym.lift(other)
         terms: dict[Monomial, int] = {}
         for m1, c1 in self.terms.items():
@@ -99,22 +98,22 @@ class Sym:
 
     __rmul__ = __mul__
 
-    def _derived(self, op: str, k: int) -> "Sym":
+    def _derived(self, op: str, k: int) -> Sym:
         return Sym.atom(Atom(f"({self}){'//' if op == 'floordiv' else '%'}{k}", op=op, arg=self, k=k))
 
-    def __floordiv__(self, other: "SymLike") -> "SymLike":
+    def __floordiv__(self, other: SymLike) -> SymLike:
         k = _as_positive_int(other)
         if all(c % k == 0 for c in self.terms.values()):
             return Sym({m: c // k for m, c in self.terms.items()}).simplify()
         return self._derived("floordiv", k)
 
-    def __truediv__(self, other: "SymLike") -> "SymLike":
+    def __truediv__(self, other: SymLike) -> SymLike:
         k = _as_positive_int(other)
         if all(c % k == 0 for c in self.terms.values()):
             return Sym({m: c // k for m, c in self.terms.items()}).simplify()
         raise Undecidable(f"{self} / {k} may not be an integer")
 
-    def __mod__(self, other: "SymLike") -> "SymLike":
+    def __mod__(self, other: SymLike) -> SymLike:
         k = _as_positive_int(other)
         if all(c % k == 0 for c in self.terms.values()):
             return 0
@@ -142,17 +141,17 @@ class Sym:
     def __ne__(self, other: object) -> bool:  # type: ignore[override]
         return not self.__eq__(other)
 
-    def __lt__(self, other: "SymLike") -> bool:
+    def __lt__(self, other: SymLike) -> bool:
         d = self - other
         return d < 0 if not isinstance(d, Sym) else d._sign_known() < 0
 
-    def __le__(self, other: "SymLike") -> bool:
+    def __le__(self, other: SymLike) -> bool:
         return self < other + 1
 
-    def __gt__(self, other: "SymLike") -> bool:
+    def __gt__(self, other: SymLike) -> bool:
         return Sym.lift(other) < self if isinstance(other, Sym) else (-self) < -other
 
-    def __ge__(self, other: "SymLike") -> bool:
+    def __ge__(self, other: SymLike) -> bool:
         return self > other - 1
 
     def __hash__(self) -> int:
@@ -174,7 +173,7 @@ class Sym:
         return " + ".join(parts)
 
 
-SymLike = Union[int, Sym]
+SymLike = int | Sym
 
 
 def _as_positive_int(x: object) -> int:

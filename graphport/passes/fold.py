@@ -8,7 +8,7 @@ conversion time simply stays and runs in TF: folding is an optimisation, never a
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from onnx import helper, numpy_helper
@@ -171,7 +171,7 @@ def fold_constants(graph: Graph) -> Graph:
     for node in graph.nodes:
         try:
             results = _evaluate(graph, node, atoms)
-        except Exception:  # Undecidable, unsupported in numpy, reference evaluator gaps: leave it to TF
+        except Exception:  # noqa: BLE001  Undecidable, numpy or reference-evaluator gaps: leave it to TF
             results = None
         if results is None:
             kept.append(node)

@@ -1,0 +1,185 @@
+"""ctypes bindings to the TF C API exported by the installed `tensorflow` wheel (design.md §3).
+
+This loads models exactly as C/C++ hosts such as Essentia do: `TF_GraphImportGraphDef` for a `.pb`,
+`TF_LoadSessionFromSavedModel` for a SavedModel, `TF_SessionRun` to feed and fetch. Every TF_Status is checked and
+turned into `CAPIError` with TF's message; everything allocated is freed.
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int32): 3, np.dtype(np.uint8): 4,
+           np.dtype(np.int16): 5, np.dtype(np.int8): 6, np.dtype(np.int64): 9, np.dtype(np.bool_): 10,
+           np.dtype(np.uint16): 17, np.dtype(np.float16): 19, np.dtype(np.uint32): 22, np.dtype(np.uint64): 23}
+_NP = {v: k for k, v in _DTYPES.items()}
+
+
+class CAPIError(RuntimeError):
+    """A TF_Status that was not TF_OK, with TF's own message."""
+
+
+class _Output(C.Structure):
+    _fields_ = [("oper", C.c_void_p), ("index", C.c_int)]
+
+
+class _Buffer(C.Structure):
+    _fields_ = [("data", C.c_void_p), ("length", C.c_size_t), ("data_deallocator", C.c_void_p)]
+
+
+def _library_dir() -> Path:
+    spec = importlib.util.find_spec("tensorflow")
+    if spec is None or spec.origin is None:
+        raise CAPIError("the tensorflow wheel is not installed; the C API comes from its libtensorflow_cc.so.2")
+    return Path(spec.origin).parent
+
+
+_lib: C.CDLL | None = None
+
+
+def lib() -> C.CDLL:
+    """Load libtensorflow_framework + libtensorflow_cc once, with prototypes for the calls we make."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    d = _library_dir()
+    C.CDLL(str(d / "libtensorflow_framework.so.2"), mode=C.RTLD_GLOBAL)
+    L = C.CDLL(str(d / "libtensorflow_cc.so.2"), mode=C.RTLD_GLOBAL)
+    p, i, s = C.c_void_p, C.c_int, C.c_char_p
+    protos = {
+        "TF_Version": (s, []), "TF_NewStatus": (p, []), "TF_DeleteStatus": (None, [p]),
+        "TF_GetCode": (i, [p]), "TF_Message": (s, [p]),
+        "TF_NewGraph": (p, []), "TF_DeleteGraph": (None, [p]),
+        "TF_NewSessionOptions": (p, []), "TF_DeleteSessionOptions": (None, [p]),
+        "TF_NewImportGraphDefOptions": (p, []), "TF_DeleteImportGraphDefOptions": (None, [p]),
+        "TF_NewBufferFromString": (C.POINTER(_Buffer), [p, C.c_size_t]),
+        "TF_NewBuffer": (C.POINTER(_Buffer), []), "TF_DeleteBuffer": (None, [C.POINTER(_Buffer)]),
+        "TF_GraphImportGraphDef": (None, [p, C.POINTER(_Buffer), p, p]),
+        "TF_NewSession": (p, [p, p, p]),
+        "TF_LoadSessionFromSavedModel": (p, [p, p, s, C.POINTER(s), i, p, C.POINTER(_Buffer), p]),
+        "TF_CloseSession": (None, [p, p]), "TF_DeleteSession": (None, [p, p]),
+        "TF_GraphOperationByName": (p, [p, s]),
+        "TF_AllocateTensor": (p, [i, C.POINTER(C.c_int64), i, C.c_size_t]), "TF_DeleteTensor": (None, [p]),
+        "TF_TensorData": (p, [p]), "TF_TensorByteSize": (C.c_size_t, [p]), "TF_TensorType": (i, [p]),
+        "TF_NumDims": (i, [p]), "TF_Dim": (C.c_int64, [p, i]),
+        "TF_SessionRun": (None, [p, p, C.POINTER(_Output), C.POINTER(p), i, C.POINTER(_Output), C.POINTER(p), i,
+                                 p, i, p, p]),
+    }
+    for name, (res, args) in protos.items():
+        fn = getattr(L, name)
+        fn.restype, fn.argtypes = res, args
+    _lib = L
+    return L
+
+
+class _Status:
+    def __init__(self) -> None:
+        self.ptr = lib().TF_NewStatus()
+
+    def check(self, what: str) -> None:
+        if lib().TF_GetCode(self.ptr) != 0:
+            raise CAPIError(f"{what}: {lib().TF_Message(self.ptr).decode(errors='replace')}")
+
+    def __del__(self) -> None:
+        if getattr(self, "ptr", None):
+            lib().TF_DeleteStatus(self.ptr)
+
+
+class CAPISession:
+    """A TF_Session over a frozen `.pb` or a SavedModel directory; feeds and fetches are 'op' or 'op:index'."""
+
+    def __init__(self, path: str | Path, tags: tuple[str, ...] = ("serve",)):
+        L = lib()
+        path = Path(path)
+        self.graph = L.TF_NewGraph()
+        self.session = None
+        status = _Status()
+        opts = L.TF_NewSessionOptions()
+        try:
+            if path.is_dir():
+                ctags = (C.c_char_p * len(tags))(*[t.encode() for t in tags])
+                self.session = L.TF_LoadSessionFromSavedModel(opts, None, str(path).encode(), ctags, len(tags),
+                                                              self.graph, None, status.ptr)
+                status.check(f"TF_LoadSessionFromSavedModel({path})")
+            else:
+                data = path.read_bytes()
+                buf = L.TF_NewBufferFromString(data, len(data))
+                iopts = L.TF_NewImportGraphDefOptions()
+                try:
+                    L.TF_GraphImportGraphDef(self.graph, buf, iopts, status.ptr)
+                    status.check(f"TF_GraphImportGraphDef({path})")
+                finally:
+                    L.TF_DeleteImportGraphDefOptions(iopts)
+                    L.TF_DeleteBuffer(buf)
+                self.session = L.TF_NewSession(self.graph, opts, status.ptr)
+                status.check("TF_NewSession")
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            L.TF_DeleteSessionOptions(opts)
+
+    def _output(self, name: str) -> _Output:
+        op, _, idx = name.partition(":")
+        oper = lib().TF_GraphOperationByName(self.graph, op.encode())
+        if not oper:
+            raise CAPIError(f"no operation named '{op}' in the graph")
+        return _Output(oper, int(idx or 0))
+
+    def run(self, feeds: dict[str, np.ndarray], fetches: list[str]) -> list[np.ndarray]:
+        L = lib()
+        ins = (_Output * len(feeds))(*[self._output(k) for k in feeds])
+        in_vals = (C.c_void_p * len(feeds))(*[_to_tensor(np.asarray(v)) for v in feeds.values()])
+        outs = (_Output * len(fetches))(*[self._output(f) for f in fetches])
+        out_vals = (C.c_void_p * len(fetches))()
+        status = _Status()
+        try:
+            L.TF_SessionRun(self.session, None, ins, in_vals, len(feeds), outs, out_vals, len(fetches),
+                            None, 0, None, status.ptr)
+            status.check("TF_SessionRun")
+            return [_from_tensor(t) for t in out_vals]
+        finally:
+            for t in list(in_vals) + list(out_vals):
+                if t:
+                    L.TF_DeleteTensor(t)
+
+    def close(self) -> None:
+        L = lib()
+        status = _Status()
+        if self.session:
+            L.TF_CloseSession(self.session, status.ptr)
+            L.TF_DeleteSession(self.session, status.ptr)
+            self.session = None
+        if self.graph:
+            L.TF_DeleteGraph(self.graph)
+            self.graph = None
+
+    def __enter__(self) -> CAPISession:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _to_tensor(arr: np.ndarray) -> int:
+    if arr.dtype not in _DTYPES:
+        raise CAPIError(f"dtype {arr.dtype} is not supported by the C API binding")
+    arr = np.ascontiguousarray(arr)
+    dims = (C.c_int64 * arr.ndim)(*arr.shape)
+    t = lib().TF_AllocateTensor(_DTYPES[arr.dtype], dims, arr.ndim, arr.nbytes)
+    C.memmove(lib().TF_TensorData(t), arr.ctypes.data, arr.nbytes)
+    return t
+
+
+def _from_tensor(t: int) -> np.ndarray:
+    L = lib()
+    dtype = _NP.get(L.TF_TensorType(t))
+    if dtype is None:
+        raise CAPIError(f"output dtype code {L.TF_TensorType(t)} is not supported by the C API binding")
+    shape = [L.TF_Dim(t, i) for i in range(L.TF_NumDims(t))]
+    buf = (C.c_char * L.TF_TensorByteSize(t)).from_address(L.TF_TensorData(t))
+    return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape)
