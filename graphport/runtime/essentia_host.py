@@ -102,10 +102,15 @@ def essentia_run(model_path: str | os.PathLike, input_name: str, output_name: st
     ok, timed_out, stage (how far the worker got), import_s, load_s, first_run_s, steady_s (one median per batch),
     outputs (one array per batch, as Essentia returns it, e.g. [B,1,1,N] for a [B,N] output), wall_s, error.
     See essentia_worker.py for what each timing covers. A run past `timeout` is killed, never awaited.
+    The worker runs with TF_ENABLE_ONEDNN_OPTS=0 unless `env` says otherwise (see the note below).
     """
     python = Path(python) if python else ensure_essentia_python()
     run_env = dict(os.environ)
     run_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Not inherited: graphport recommends TF_ENABLE_ONEDNN_OPTS=1 for TF 2.21, but Essentia's libtensorflow 2.5 with
+    # oneDNN on returns garbage from a plain SAME stride-2 Conv2D (max abs ~2e5 on a 3x3 conv) and can die of
+    # SIGFPE. Its default is off, which is what Essentia users get; pass env= to override.
+    run_env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     run_env.update(env or {})
     with tempfile.TemporaryDirectory(prefix="graphport-essentia-") as tmp:
         job_dir = Path(tmp)
