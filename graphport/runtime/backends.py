@@ -1,0 +1,186 @@
+"""One interface over every way a host runs a model: `load(path, backend) -> Session`, `session.run(feeds)`.
+
+Backends: `capi` (the TF C API through ctypes, what C/C++ hosts do), `session` (tf.compat.v1 graph mode),
+`tf2` (tf.saved_model.load), `onnxruntime`, and `essentia` (Essentia's libtensorflow 2.5, in its own venv).
+Feeds and results are keyed by the user-facing names of `ModelInfo` (the ONNX names for graphport output).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from graphport.errors import GraphportError
+from graphport.runtime.model_info import IOInfo, ModelInfo, resolve
+
+BACKENDS = ("capi", "session", "tf2", "onnxruntime", "essentia")
+
+
+class Session:
+    backend = ""
+
+    def __init__(self, info: ModelInfo):
+        self.info = info
+
+    @property
+    def inputs(self) -> list[IOInfo]:
+        return self.info.inputs
+
+    @property
+    def outputs(self) -> list[IOInfo]:
+        return self.info.outputs
+
+    def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Reject wrong names, ranks, fixed dims and batch 0 with a clear error before TF sees them."""
+        known = {i.name: i for i in self.inputs}
+        missing = set(known) - set(feeds)
+        extra = set(feeds) - set(known)
+        if missing or extra:
+            raise GraphportError(f"feeds must be exactly {sorted(known)}; missing {sorted(missing)}, "
+                                 f"unknown {sorted(extra)}.")
+        out = {}
+        for name, value in feeds.items():
+            arr, spec = np.asarray(value), known[name]
+            if spec.shape is not None:
+                want = ["?" if not isinstance(d, int) else d for d in spec.shape]
+                if arr.ndim != len(want) or any(isinstance(d, int) and d != a for d, a in zip(want, arr.shape)):
+                    raise GraphportError(f"input '{name}' must have shape {want}, got {list(arr.shape)}.")
+            if arr.ndim and arr.shape[0] == 0:
+                raise GraphportError(f"input '{name}' has batch size 0; feed at least one row.")
+            if str(arr.dtype) != spec.dtype:
+                raise GraphportError(f"input '{name}' must be {spec.dtype}, got {arr.dtype}.")
+            out[name] = arr
+        return out
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._run(self.check_feeds(feeds))
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+
+
+class CAPIBackend(Session):
+    backend = "capi"
+
+    def __init__(self, info: ModelInfo):
+        from graphport.runtime.capi import CAPISession
+
+        super().__init__(info)
+        self.sess = CAPISession(info.path)
+
+    def _run(self, feeds):
+        tensors = {i.name: i.tensor for i in self.inputs}
+        values = self.sess.run({tensors[k]: v for k, v in feeds.items()}, [o.tensor for o in self.outputs])
+        return {o.name: v for o, v in zip(self.outputs, values)}
+
+    def close(self) -> None:
+        self.sess.close()
+
+
+class TFSessionBackend(Session):
+    backend = "session"
+
+    def __init__(self, info: ModelInfo):
+        import tensorflow as tf
+
+        super().__init__(info)
+        self.graph = tf.Graph()
+        self.sess = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            if info.kind == "saved_model":
+                tf.compat.v1.saved_model.load(self.sess, ["serve"], str(info.path))
+            else:
+                gd = tf.compat.v1.GraphDef()
+                gd.ParseFromString(Path(info.path).read_bytes())
+                tf.graph_util.import_graph_def(gd, name="")
+
+    def _run(self, feeds):
+        tensors = {i.name: i.tensor for i in self.inputs}
+        values = self.sess.run([o.tensor for o in self.outputs], {tensors[k]: v for k, v in feeds.items()})
+        return {o.name: v for o, v in zip(self.outputs, values)}
+
+    def close(self) -> None:
+        self.sess.close()
+
+
+class TF2Backend(Session):
+    backend = "tf2"
+
+    def __init__(self, info: ModelInfo):
+        import tensorflow as tf
+
+        super().__init__(info)
+        if info.kind != "saved_model":
+            raise GraphportError("the tf2 backend loads SavedModels; use capi or session for a .pb.")
+        self.model = tf.saved_model.load(str(info.path))
+        self.fn = self.model.signatures["serving_default"]
+        self.args = {i.name: a for i, a in zip(self.inputs, sorted(self.fn.structured_input_signature[1]))}
+        self.keys = sorted(self.fn.structured_outputs)
+
+    def _run(self, feeds):
+        result = self.fn(**{self.args[k]: v for k, v in feeds.items()})
+        return {o.name: result[k].numpy() for o, k in zip(self.outputs, self.keys)}
+
+
+class ORTBackend(Session):
+    backend = "onnxruntime"
+
+    def __init__(self, info: ModelInfo):
+        import onnxruntime as ort
+
+        super().__init__(info)
+        self.sess = ort.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
+
+    def _run(self, feeds):
+        return dict(zip([o.name for o in self.outputs], self.sess.run([o.name for o in self.outputs], feeds)))
+
+
+class EssentiaBackend(Session):
+    """Each run is one Essentia subprocess (its libtensorflow cannot share a process with the TF wheel)."""
+
+    backend = "essentia"
+
+    def __init__(self, info: ModelInfo, timeout: float = 600.0):
+        super().__init__(info)
+        if len(info.inputs) != 1 or len(info.outputs) != 1:
+            raise GraphportError("the essentia backend runs single-input, single-output models.")
+        self.timeout = timeout
+
+    def _run(self, feeds):
+        from graphport.runtime.essentia_host import essentia_run
+
+        (arr,) = feeds.values()
+        res = essentia_run(self.info.path, _op_name(self.inputs[0]), _op_name(self.outputs[0]), [arr], self.timeout,
+                           steady_runs=0)
+        if not res["ok"]:
+            raise GraphportError(f"Essentia failed: {res.get('error') or 'timed out'}")
+        out = np.asarray(res["outputs"][0])
+        return {self.outputs[0].name: out.reshape(out.shape[0], *[d for d in out.shape[1:] if d != 1])}
+
+
+def _op_name(io: IOInfo) -> str:
+    """Essentia takes op names: 'output_0' for 'output_0:0', but 'PartitionedCall:1' keeps its index."""
+    return io.tensor.removesuffix(":0")
+
+
+_CLASSES = {"capi": CAPIBackend, "session": TFSessionBackend, "tf2": TF2Backend, "onnxruntime": ORTBackend,
+            "essentia": EssentiaBackend}
+
+
+def load(path: str | os.PathLike, backend: str = "auto") -> Session:
+    """Open `path` with `backend` ('auto': onnxruntime for .onnx, tf2 for a SavedModel, capi for a .pb)."""
+    p = Path(path)
+    kind = "saved_model" if backend == "tf2" else None
+    info = resolve(p, kind)
+    if backend == "auto":
+        backend = {"onnx": "onnxruntime", "saved_model": "tf2", "pb": "capi"}[info.kind]
+    if backend not in _CLASSES:
+        raise GraphportError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}.")
+    if (backend == "onnxruntime") != (info.kind == "onnx"):
+        raise GraphportError(f"backend '{backend}' cannot run a {info.kind} model.")
+    return _CLASSES[backend](info)

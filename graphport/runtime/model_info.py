@@ -1,0 +1,117 @@
+"""What a model expects and returns, read from the file without running it, for any of the formats we load.
+
+Formats: an `.onnx` file, a frozen `.pb`, a SavedModel directory, or a graphport output directory (model.json
+beside model.pb and saved_model/). Names follow ORT's idiom: `name` is what the user feeds by; `tensor` is what the
+backend needs (a TF tensor name such as `serving_default_melspectrogram:0`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graphport.errors import GraphportError
+
+
+@dataclass
+class IOInfo:
+    name: str
+    shape: list[int | str | None] | None
+    dtype: str
+    tensor: str = ""
+
+
+@dataclass
+class ModelInfo:
+    kind: str  # "onnx" | "pb" | "saved_model"
+    path: Path
+    inputs: list[IOInfo] = field(default_factory=list)
+    outputs: list[IOInfo] = field(default_factory=list)
+
+
+def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
+    """Describe `path`; for a graphport output dir, `kind` picks the artifact ('pb' by default, or 'saved_model')."""
+    p = Path(path)
+    if not p.exists():
+        raise GraphportError(f"'{p}' does not exist.")
+    if p.is_dir() and (p / "model.json").exists():
+        meta = json.loads((p / "model.json").read_text())
+        kind = kind or "pb"
+        key = "pb" if kind == "pb" else "saved_model"
+        target = p / ("model.pb" if kind == "pb" else "saved_model")
+        return ModelInfo(kind, target, *[[IOInfo(e["name"], e["shape"], e["dtype"] or "float32", e[key]["tensor"])
+                                          for e in meta[side]] for side in ("inputs", "outputs")])
+    if p.is_dir() and (p / "saved_model.pb").exists():
+        return _saved_model(p)
+    if p.suffix == ".onnx":
+        return _onnx(p)
+    if p.suffix in (".pb", ".pbtxt") or p.is_file():
+        return _graph_def(p)
+    raise GraphportError(f"'{p}' is neither an .onnx file, a .pb GraphDef nor a SavedModel directory.")
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8",
+              "tensor(int8)": "int8"}
+
+
+def _onnx(p: Path) -> ModelInfo:
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise GraphportError(f"ONNX Runtime cannot load '{p}': {e}") from e
+
+    def conv(a) -> IOInfo:
+        return IOInfo(a.name, list(a.shape), _ORT_TYPES.get(a.type, a.type), a.name)
+
+    return ModelInfo("onnx", p, [conv(a) for a in sess.get_inputs()], [conv(a) for a in sess.get_outputs()])
+
+
+def _saved_model(p: Path) -> ModelInfo:
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    try:
+        sm.ParseFromString((p / "saved_model.pb").read_bytes())
+    except Exception as e:
+        raise GraphportError(f"'{p}/saved_model.pb' is not a readable SavedModel: {e}") from e
+    mg = next((m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0])
+    sigs = mg.signature_def
+    if not sigs:
+        raise GraphportError(f"SavedModel '{p}' has no signature to call.")
+    sig = sigs["serving_default"] if "serving_default" in sigs else sigs[sorted(sigs)[0]]
+
+    def conv(key: str, t) -> IOInfo:
+        shape = None if t.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None for d in t.tensor_shape.dim]
+        return IOInfo(key, shape, tf.as_dtype(t.dtype).name, t.name)
+
+    return ModelInfo("saved_model", p, [conv(k, v) for k, v in sorted(sig.inputs.items())],
+                     [conv(k, v) for k, v in sorted(sig.outputs.items())])
+
+
+def _graph_def(p: Path) -> ModelInfo:
+    """Inputs are the Placeholders; outputs are the ops nothing consumes (Const/NoOp/Assert excluded)."""
+    import tensorflow as tf
+
+    gd = tf.compat.v1.GraphDef()
+    try:
+        gd.ParseFromString(p.read_bytes())
+    except Exception as e:
+        raise GraphportError(f"'{p}' is not a readable TF GraphDef: {e}") from e
+    used = {i.split(":")[0].lstrip("^") for n in gd.node for i in n.input}
+    inputs, outputs = [], []
+    for n in gd.node:
+        if n.op == "Placeholder":
+            dims = n.attr["shape"].shape
+            shape = None if dims.unknown_rank else [d.size if d.size >= 0 else None for d in dims.dim]
+            inputs.append(IOInfo(n.name, shape, tf.as_dtype(n.attr["dtype"].type).name, f"{n.name}:0"))
+        elif n.name not in used and n.op not in ("Const", "NoOp", "Assert", "SaveV2", "RestoreV2"):
+            dtype = tf.as_dtype(n.attr["T"].type).name if "T" in n.attr else "float32"
+            outputs.append(IOInfo(n.name, None, dtype, f"{n.name}:0"))
+    if not inputs or not outputs:
+        raise GraphportError(f"'{p}' has no Placeholder inputs or no outputs; is it a frozen inference graph?")
+    return ModelInfo("pb", p, inputs, outputs)
