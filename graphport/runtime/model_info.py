@@ -83,7 +83,7 @@ def _saved_model(p: Path) -> ModelInfo:
     sigs = mg.signature_def
     if not sigs:
         raise GraphportError(f"SavedModel '{p}' has no signature to call.")
-    sig = sigs["serving_default"] if "serving_default" in sigs else sigs[sorted(sigs)[0]]
+    sig = sigs["serving_default"] if "serving_default" in sigs else sigs[min(sigs)]
 
     def conv(key: str, t) -> IOInfo:
         shape = None if t.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None for d in t.tensor_shape.dim]

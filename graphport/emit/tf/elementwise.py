@@ -44,7 +44,7 @@ def _binary(fn: Callable[..., tf.Tensor]) -> Callable[[EmitContext, Node], None]
 
 
 def _div(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    return tf.math.truncatediv(a, b) if a.dtype.is_integer else tf.math.divide(a, b)
+    return tf.truncatediv(a, b) if a.dtype.is_integer else tf.math.divide(a, b)
 
 
 def _pow(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -84,6 +84,15 @@ def where(ctx: EmitContext, node: Node) -> None:
 
 @op("PRelu")
 def prelu(ctx: EmitContext, node: Node) -> None:
+    x_name, s_name = node.inputs
+    arr = ctx.const(s_name)
+    rank = ctx.rank(x_name)
+    if ctx.graph.opset < 7 and arr is not None and arr.ndim == 1 and arr.size > 1 and rank > 2:
+        # PRelu-6 applies a 1-D slope along the channel axis (1); from opset 7 on it broadcasts from the right.
+        x = ctx.onnx_order(x_name)
+        slope = tf.constant(arr.reshape(-1, *[1] * (rank - 2)).astype(x.dtype.as_numpy_dtype))
+        ctx.set(node.outputs[0], tf.where(x < 0, x * slope, x))
+        return
     (x, slope), perm = aligned(ctx, node.inputs)
     ctx.set(node.outputs[0], tf.where(x < 0, x * slope, x), perm)
 
@@ -145,9 +154,16 @@ def clip(ctx: EmitContext, node: Node) -> None:
     if ctx.graph.opset < 11:
         lo, hi = node.attrs.get("min"), node.attrs.get("max")
     else:
-        lo, hi = (ctx.static(i).item() if len(node.inputs) > k and i else None
-                  for k, i in ((1, node.inputs[1] if len(node.inputs) > 1 else ""),
-                               (2, node.inputs[2] if len(node.inputs) > 2 else "")))
+        bounds = [node.inputs[k] if len(node.inputs) > k else "" for k in (1, 2)]
+        if any(b and ctx.const(b) is None for b in bounds):  # bounds known only at run time
+            y = x
+            if bounds[0]:
+                y = tf.maximum(y, ctx.onnx_order(bounds[0]))
+            if bounds[1]:
+                y = tf.minimum(y, ctx.onnx_order(bounds[1]))
+            ctx.set(node.outputs[0], y, ctx.perm(node.inputs[0]))
+            return
+        lo, hi = (ctx.static(b).item() if b else None for b in bounds)
     if lo == 0 and hi == 6 and x.dtype.is_floating:
         y = tf.nn.relu6(x)
     elif lo == 0 and hi is None:
@@ -174,6 +190,14 @@ def cast(ctx: EmitContext, node: Node) -> None:
     if x.dtype == tf.string or dtype == tf.string:
         raise Decline("casts from or to strings")
     ctx.set(node.outputs[0], tf.cast(x, dtype), ctx.perm(node.inputs[0]))
+
+
+@op("CastLike")
+def cast_like(ctx: EmitContext, node: Node) -> None:
+    x, target = ctx.raw(node.inputs[0]), ctx.raw(node.inputs[1])
+    if x.dtype == tf.string or target.dtype == tf.string:
+        raise Decline("casts from or to strings")
+    ctx.set(node.outputs[0], tf.cast(x, target.dtype), ctx.perm(node.inputs[0]))
 
 
 @op("Dropout")

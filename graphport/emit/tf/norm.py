@@ -42,13 +42,15 @@ def instance_norm(ctx: EmitContext, node: Node) -> None:
 
 @op("LayerNormalization")
 def layer_norm(ctx: EmitContext, node: Node) -> None:
-    if len([o for o in node.outputs if o]) > 1:
-        raise Decline("the Mean/InvStdDev outputs of LayerNormalization")
     x = ctx.onnx_order(node.inputs[0])
     rank = x.shape.rank
     axis = node.attrs.get("axis", -1) % rank
     mean, var = tf.nn.moments(x, axes=list(range(axis, rank)), keepdims=True)
-    y = (x - mean) * tf.math.rsqrt(var + tf.constant(node.attrs.get("epsilon", 1e-5), x.dtype))
+    inv_std = tf.math.rsqrt(var + tf.constant(node.attrs.get("epsilon", 1e-5), x.dtype))
+    y = (x - mean) * inv_std
+    for name, t in zip(node.outputs[1:], (mean, inv_std)):  # optional Mean and InvStdDev, kept-dims shaped
+        if name:
+            ctx.set(name, t)
     y = y * ctx.onnx_order(node.inputs[1])
     if len(node.inputs) > 2 and node.inputs[2]:
         y = y + ctx.onnx_order(node.inputs[2])

@@ -56,11 +56,11 @@ def average_pool(ctx: EmitContext, node: Node) -> None:
     sizes = x.shape.as_list()[1:-1]
     include = bool(node.attrs.get("count_include_pad", 0))
     if not any(begin) and not any(end):
-        _finish(ctx, node, pool(value=x, ksize=ksize, strides=st, padding="VALID"), n)
+        _finish(ctx, node, _avg(pool, x, ksize, st, "VALID"), n)
         return
     if not include and None not in sizes and (begin, end) == tuple(map(list, same_pads(sizes, kernel, strides,
                                                                                          [1] * len(kernel)))):
-        _finish(ctx, node, pool(value=x, ksize=ksize, strides=st, padding="SAME"), n)
+        _finish(ctx, node, _avg(pool, x, ksize, st, "SAME"), n)
         return
     if None in sizes:
         raise Decline("padded AveragePool over a dynamic spatial size")
@@ -75,8 +75,14 @@ def average_pool(ctx: EmitContext, node: Node) -> None:
     count = windows.sum(axis=tuple(range(-len(kernel), 0)))
     scale = (np.prod(kernel) / count).astype(x.dtype.as_numpy_dtype)[None, ..., None]
     xp, _ = padding_mode(x, begin, end, kernel, strides, [1] * len(kernel), same_ok=False)
-    y = pool(value=xp, ksize=ksize, strides=st, padding="VALID") * tf.constant(scale)
+    y = _avg(pool, xp, ksize, st, "VALID") * tf.constant(scale)
     _finish(ctx, node, y, n)
+
+
+def _avg(pool, x: tf.Tensor, ksize: list[int], strides: list[int], padding: str) -> tf.Tensor:
+    """AvgPool names its input `value`, AvgPool3D names it `input`."""
+    arg = "value" if pool is tf.raw_ops.AvgPool else "input"
+    return pool(**{arg: x}, ksize=ksize, strides=strides, padding=padding)
 
 
 @op("GlobalAveragePool", "GlobalMaxPool")

@@ -60,7 +60,8 @@ def reshape(ctx: EmitContext, node: Node) -> None:
 def flatten(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
     dims = x.shape.as_list()
-    axis = node.attrs.get("axis", 1) % (len(dims) + 1) if dims else 0
+    axis = node.attrs.get("axis", 1)
+    axis = axis + len(dims) if axis < 0 else axis  # axis is in [-r, r]; -1 splits off the last axis
     head, tail = dims[:axis], dims[axis:]
     if None not in tail:
         target = [-1, int(np.prod(tail))]
@@ -217,13 +218,27 @@ def pad(ctx: EmitContext, node: Node) -> None:
     paddings = [[0, 0] for _ in range(rank)]
     for i, a in enumerate(axes):
         paddings[a] = [pads[i], pads[i + n]]
-    if mode not in ("constant", "reflect"):
+    if mode not in ("constant", "reflect", "edge"):
         raise Decline(f"Pad mode '{mode}'")
-    if mode == "reflect":
+    if mode == "edge":
+        y = _edge_pad(x, paddings)
+    elif mode == "reflect":
         y = tf.pad(x, paddings, mode="REFLECT")
     else:
         y = tf.pad(x, paddings, constant_values=tf.constant(value, x.dtype))
     ctx.set(node.outputs[0], y)
+
+
+def _edge_pad(x: tf.Tensor, paddings: list[list[int]]) -> tf.Tensor:
+    """Edge (replicate) padding, which TF's Pad lacks: gather each padded axis with clamped indices."""
+    for axis, (b, e) in enumerate(paddings):
+        if not b and not e:
+            continue
+        dim = x.shape[axis]
+        if dim is None:
+            raise Decline("edge Pad over a dynamic axis")
+        x = tf.gather(x, tf.constant(np.clip(np.arange(-b, dim + e), 0, dim - 1), tf.int64), axis=axis)
+    return x
 
 
 @op("ConstantOfShape")
