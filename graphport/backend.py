@@ -6,7 +6,8 @@ GraphDef in a TF1 session, so a passing backend test means the converted graph i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
