@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-failed", action="store_true", help="on a verification failure, write OUTDIR.failed/")
     c.add_argument("--atol", type=float, default=1e-4)
     c.add_argument("--rtol", type=float, default=1e-3)
+    b = sub.add_parser("bench", help="load and inference times per backend, each in a fresh subprocess")
+    b.add_argument("model", help=".onnx, .pb, SavedModel dir or graphport output dir")
+    b.add_argument("--vs", action="append", default=[], help="another model to measure side by side")
+    b.add_argument("--backends", default="capi,session,tf2,onnxruntime,essentia")
+    b.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 16, 64))
+    b.add_argument("--repeat", type=int, default=5, help="steady-state runs per batch size (median reported)")
+    b.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement before it is killed")
+    b.add_argument("--onednn", choices=("on", "off", "both"), default="on",
+                   help="TF_ENABLE_ONEDNN_OPTS for the TF backends")
+    b.add_argument("--json", help="write the measurements as JSON here")
     e = sub.add_parser("example", help="convert the bundled example EfficientNet, verify it, load it in graph mode")
     e.add_argument("-o", "--out", default="graphport-example", help="output directory (replaced)")
     return parser
@@ -48,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from graphport.errors import GraphportError
 
     try:
-        return {"convert": _convert, "example": _example}[args.command](args)
+        return {"convert": _convert, "example": _example, "bench": _bench}[args.command](args)
     except GraphportError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         return e.exit_code
@@ -68,6 +78,24 @@ def _convert(args: argparse.Namespace) -> int:
         console.print(f"[bold red]verification failed[/]: '{args.out}' was left as it was{where}")
         return 1
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from graphport.bench import bench, table
+
+    onednn = {"on": (True,), "off": (False,), "both": (True, False)}[args.onednn]
+    models = [Path(args.model), *map(Path, args.vs)]
+    backends = tuple(x.strip() for x in args.backends.split(",") if x.strip())
+    rows = bench(models, backends, list(args.batch_sizes), args.repeat, args.timeout, onednn, console)
+    console.print(table(rows, list(args.batch_sizes)))
+    console.print("TF backends ran with TF_ENABLE_ONEDNN_OPTS=" + "/".join("1" if f else "0" for f in onednn)
+                  + "; Essentia's libtensorflow 2.5 runs with it off (on, it miscomputes strided SAME convs).")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0 if all(r.get("status") == "ok" or "timed out" in r.get("status", "") for r in rows) else 1
 
 
 def _example(args: argparse.Namespace) -> int:

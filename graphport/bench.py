@@ -1,0 +1,97 @@
+"""`graphport bench`: load and inference times per backend, each in a fresh, killable subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from graphport.runtime.model_info import resolve
+
+DEFAULT_BACKENDS = ("capi", "session", "tf2", "onnxruntime", "essentia")
+
+
+def applicable(path: Path, backends: tuple[str, ...]) -> list[str]:
+    """Backends that can run `path`: onnxruntime for .onnx; the TF ones for .pb/SavedModel/graphport output."""
+    kind = resolve(path).kind
+    graphport_dir = path.is_dir() and (path / "model.json").exists()
+    ok = {"onnx": {"onnxruntime"}, "pb": {"capi", "session", "essentia"},
+          "saved_model": {"capi", "session", "tf2", "essentia"}}[kind]
+    if graphport_dir:
+        ok = ok | {"tf2"}
+    return [b for b in backends if b in ok]
+
+
+def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeout: float, onednn: bool) -> dict:
+    """Measure one (model, backend, oneDNN) cell; a timeout is reported, never waited out."""
+    row = {"model": str(path), "backend": backend, "onednn": onednn}
+    if backend == "essentia":
+        return row | _essentia(path, batch_sizes, repeat, timeout)
+    job = json.dumps({"path": str(path), "backend": backend, "batch_sizes": batch_sizes, "repeat": repeat})
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0", TF_CPP_MIN_LOG_LEVEL="2")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "graphport.runtime.measure", job], capture_output=True,
+                              text=True, timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return row | {"status": f"> {timeout:g} s (timed out)"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return row | {"status": f"error: {tail[:200]}"}
+    return row | {"status": "ok"} | json.loads(lines[-1])
+
+
+def _essentia(path: Path, batch_sizes: list[int], repeat: int, timeout: float) -> dict:
+    from graphport.runtime.essentia_host import essentia_run
+    from graphport.runtime.measure import feeds_for
+
+    info = resolve(path)
+    if len(info.inputs) != 1 or len(info.outputs) != 1:
+        return {"status": "error: essentia runs single-input, single-output models"}
+    op = [io.tensor.removesuffix(":0") for io in (info.inputs[0], info.outputs[0])]
+    batches = [next(iter(feeds_for(info.inputs, b, seed=b).values())) for b in batch_sizes]
+    res = essentia_run(info.path, op[0], op[1], batches, timeout, steady_runs=repeat)
+    if res.get("timed_out"):
+        return {"status": f"> {timeout:g} s (timed out in stage '{res.get('stage')}')"}
+    if not res.get("ok"):
+        return {"status": f"error: {str(res.get('error'))[:200]}"}
+    steady = {str(b): {"median_s": s, "patches_per_s": b / s} for b, s in zip(batch_sizes, res["steady_s"])}
+    return {"status": "ok", "load_s": res["load_s"], "first_run_s": res["first_run_s"],
+            "first_batch": batch_sizes[0], "steady": steady}
+
+
+def bench(models: list[Path], backends: tuple[str, ...], batch_sizes: list[int], repeat: int, timeout: float,
+          onednn: tuple[bool, ...], console: Console) -> list[dict]:
+    rows = []
+    for path in models:
+        for backend in applicable(path, backends):
+            for flag in (onednn if backend not in ("onnxruntime", "essentia") else (onednn[0],)):
+                console.print(f"[dim]measuring {path.name} / {backend} / oneDNN {'on' if flag else 'off'}...[/]")
+                rows.append(run_one(path, backend, batch_sizes, repeat, timeout, flag))
+    return rows
+
+
+def table(rows: list[dict], batch_sizes: list[int]) -> Table:
+    t = Table(title="graphport bench (medians; each load in a fresh process)", show_edge=False)
+    for col in ("model", "backend", "oneDNN", "load", "first run"):
+        t.add_column(col)
+    for b in batch_sizes:
+        t.add_column(f"B={b}", justify="right")
+    t.add_column("patches/s", justify="right")
+    for r in rows:
+        onednn = "-" if r["backend"] in ("onnxruntime", "essentia") else ("on" if r["onednn"] else "off")
+        if r.get("status") != "ok":
+            t.add_row(Path(r["model"]).name, r["backend"], onednn, f"[red]{r['status']}[/]", "",
+                      *[""] * len(batch_sizes), "")
+            continue
+        steady = [r["steady"].get(str(b), {}) for b in batch_sizes]
+        cells = [f"{s['median_s'] * 1e3:.1f} ms" if "median_s" in s else "-" for s in steady]
+        best = steady[-1].get("patches_per_s")
+        t.add_row(Path(r["model"]).name, r["backend"], onednn, f"{r['load_s']:.3f} s",
+                  f"{r['first_run_s']:.3f} s", *cells, f"{best:.0f}" if best else "-")
+    return t
