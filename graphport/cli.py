@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--onednn", choices=("on", "off", "both"), default="on",
                    help="TF_ENABLE_ONEDNN_OPTS for the TF backends")
     b.add_argument("--json", help="write the measurements as JSON here")
+    p = sub.add_parser("profile", help="per-op-type inference profile and load-phase breakdown")
+    p.add_argument("model", help=".pb, SavedModel dir or graphport output dir")
+    p.add_argument("--vs", action="append", default=[], help="another model to profile side by side")
+    p.add_argument("--backend", choices=("session", "capi", "tf2"), default="session")
+    p.add_argument("--phase", choices=("load", "inference", "both"), default="both")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--runs", type=int, default=3, help="traced runs to average")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds before a load is abandoned")
     e = sub.add_parser("example", help="convert the bundled example EfficientNet, verify it, load it in graph mode")
     e.add_argument("-o", "--out", default="graphport-example", help="output directory (replaced)")
     return parser
@@ -58,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from graphport.errors import GraphportError
 
     try:
-        return {"convert": _convert, "example": _example, "bench": _bench}[args.command](args)
+        return {"convert": _convert, "example": _example, "bench": _bench,
+                "profile": _profile}[args.command](args)
     except GraphportError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         return e.exit_code
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from graphport.convert import convert
+    from graphport.converter import convert
 
     report = convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
                      force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol)
@@ -96,6 +105,33 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0 if all(r.get("status") == "ok" or "timed out" in r.get("status", "") for r in rows) else 1
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from graphport.profile import format_rows, load_phases, profile_inference
+
+    for model in [args.model, *args.vs]:
+        console.rule(f"{model} ({args.backend}, TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')})")
+        if args.phase in ("load", "both"):
+            phases = load_phases(model, args.backend, args.timeout)
+            t = Table(title="load phase (wall clock, fresh process)", show_edge=False)
+            t.add_column("phase")
+            t.add_column("seconds", justify="right")
+            for k, v in phases.items():
+                if isinstance(v, float):
+                    t.add_row(k.removesuffix("_s"), f"{v:.3f}")
+                elif k == "error":
+                    t.add_row("[red]error[/]", v)
+            console.print(t)
+        if args.phase in ("inference", "both"):
+            t = Table(title=f"inference, batch {args.batch} (TF step stats, mean of {args.runs} runs)",
+                      show_edge=False)
+            for col in ("Type", "#Occurrences", "Total self-time (us)", "% of host self-time"):
+                t.add_column(col, justify="left" if col == "Type" else "right")
+            for row in format_rows(profile_inference(model, args.backend, args.batch, args.runs)):
+                t.add_row(*row)
+            console.print(t)
+    return 0
 
 
 def _example(args: argparse.Namespace) -> int:

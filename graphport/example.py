@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tensorflow.core.framework import graph_pb2
 
-from graphport.convert import ConversionReport, convert
+from graphport.converter import ConversionReport, convert
 from graphport.verify import TFGraphRunner
 
 EXAMPLE = Path(__file__).parent / "examples" / "example_effnet.onnx"

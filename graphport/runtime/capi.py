@@ -66,8 +66,8 @@ def lib() -> C.CDLL:
         "TF_AllocateTensor": (p, [i, C.POINTER(C.c_int64), i, C.c_size_t]), "TF_DeleteTensor": (None, [p]),
         "TF_TensorData": (p, [p]), "TF_TensorByteSize": (C.c_size_t, [p]), "TF_TensorType": (i, [p]),
         "TF_NumDims": (i, [p]), "TF_Dim": (C.c_int64, [p, i]),
-        "TF_SessionRun": (None, [p, p, C.POINTER(_Output), C.POINTER(p), i, C.POINTER(_Output), C.POINTER(p), i,
-                                 p, i, p, p]),
+        "TF_SessionRun": (None, [p, C.POINTER(_Buffer), C.POINTER(_Output), C.POINTER(p), i, C.POINTER(_Output),
+                                 C.POINTER(p), i, p, i, C.POINTER(_Buffer), p]),
     }
     for name, (res, args) in protos.items():
         fn = getattr(L, name)
@@ -131,21 +131,32 @@ class CAPISession:
         return _Output(oper, int(idx or 0))
 
     def run(self, feeds: dict[str, np.ndarray], fetches: list[str]) -> list[np.ndarray]:
+        return self.run_traced(feeds, fetches)[0]
+
+    def run_traced(self, feeds: dict[str, np.ndarray], fetches: list[str],
+                   run_options: bytes | None = None) -> tuple[list[np.ndarray], bytes]:
+        """TF_SessionRun; with serialized RunOptions, also return the serialized RunMetadata (step stats)."""
         L = lib()
+        opts = L.TF_NewBufferFromString(run_options, len(run_options)) if run_options else None
+        meta = L.TF_NewBuffer() if run_options else None
         ins = (_Output * len(feeds))(*[self._output(k) for k in feeds])
         in_vals = (C.c_void_p * len(feeds))(*[_to_tensor(np.asarray(v)) for v in feeds.values()])
         outs = (_Output * len(fetches))(*[self._output(f) for f in fetches])
         out_vals = (C.c_void_p * len(fetches))()
         status = _Status()
         try:
-            L.TF_SessionRun(self.session, None, ins, in_vals, len(feeds), outs, out_vals, len(fetches),
-                            None, 0, None, status.ptr)
+            L.TF_SessionRun(self.session, opts, ins, in_vals, len(feeds), outs, out_vals, len(fetches),
+                            None, 0, meta, status.ptr)
             status.check("TF_SessionRun")
-            return [_from_tensor(t) for t in out_vals]
+            md = C.string_at(meta.contents.data, meta.contents.length) if meta else b""
+            return [_from_tensor(t) for t in out_vals], md
         finally:
             for t in list(in_vals) + list(out_vals):
                 if t:
                     L.TF_DeleteTensor(t)
+            for buf in (opts, meta):
+                if buf:
+                    L.TF_DeleteBuffer(buf)
 
     def close(self) -> None:
         L = lib()

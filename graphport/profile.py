@@ -1,0 +1,144 @@
+"""`graphport profile`: where the time goes, per op type, for inference and for load.
+
+Inference: TF's own step stats (RunOptions FULL_TRACE -> RunMetadata), through tf.compat.v1, the C API, or TF2's
+eager run metadata, averaged over runs; the op type is read from each node's timeline label, so Grappler's fused
+kernels (`_FusedConv2D`...) show as what actually ran. Load: import-time shape inference is invisible to
+RunMetadata, so the load phase is a wall-clock breakdown measured in a fresh subprocess, with Grappler's share of
+the first run read from its own log lines (meta_optimizer at VLOG 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+from graphport.runtime.backends import load
+from graphport.runtime.measure import feeds_for
+
+_LABEL = re.compile(r"=\s*([A-Za-z0-9_>]+)\(")
+_GRAPPLER = re.compile(r"meta_optimizer\.cc:\d+\]\s+([^:{]+).*time = ([0-9.]+)ms")
+
+
+def op_table(step_stats_list) -> list[dict]:
+    """Aggregate node self-times by op type: Type, #Occurrences, total self-time (us), % of host self-time."""
+    total_us: dict[str, float] = defaultdict(float)
+    nodes: dict[str, set] = defaultdict(set)
+    for step_stats in step_stats_list:
+        for dev in step_stats.dev_stats:
+            for ns in dev.node_stats:
+                m = _LABEL.search(ns.timeline_label)
+                if not m or ns.node_name in ("_SOURCE", "_SINK"):
+                    continue
+                total_us[m.group(1)] += (ns.op_end_rel_micros - ns.op_start_rel_micros) / len(step_stats_list)
+                nodes[m.group(1)].add(ns.node_name)
+    grand = sum(total_us.values()) or 1.0
+    rows = [{"type": t, "occurrences": len(nodes[t]), "self_us": us, "percent": 100 * us / grand}
+            for t, us in total_us.items()]
+    return sorted(rows, key=lambda r: -r["self_us"])
+
+
+def profile_inference(path: str, backend: str, batch: int, runs: int) -> list[dict]:
+    from tensorflow.core.protobuf import config_pb2
+
+    sess = load(path, backend)
+    feeds = sess.check_feeds(feeds_for(sess.inputs, batch))
+    sess.run(feeds)  # Grappler and allocation happen here, not in the profile
+    stats = []
+    opts = config_pb2.RunOptions(trace_level=config_pb2.RunOptions.FULL_TRACE)
+    for _ in range(runs):
+        md = config_pb2.RunMetadata()
+        if backend == "session":
+            tensors = {i.name: i.tensor for i in sess.inputs}
+            sess.sess.run([o.tensor for o in sess.outputs], {tensors[k]: v for k, v in feeds.items()},
+                          options=opts, run_metadata=md)
+        elif backend == "capi":
+            tensors = {i.name: i.tensor for i in sess.inputs}
+            _, raw = sess.sess.run_traced({tensors[k]: v for k, v in feeds.items()},
+                                          [o.tensor for o in sess.outputs], opts.SerializeToString())
+            md.ParseFromString(raw)
+        elif backend == "tf2":
+            from tensorflow.python.eager import context
+
+            context.enable_run_metadata()
+            sess.run(feeds)
+            md = context.export_run_metadata()
+            context.disable_run_metadata()
+        else:
+            raise ValueError(f"profile supports session, capi and tf2, not '{backend}'")
+        stats.append(md.step_stats)
+    sess.close()
+    return op_table(stats)
+
+
+def load_phases(path: str, backend: str, timeout: float) -> dict:
+    """Wall-clock load breakdown in a fresh process, plus Grappler's time from its log."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="meta_optimizer=1")
+    job = json.dumps({"path": path, "backend": backend})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "graphport.profile", job], capture_output=True, text=True,
+                              timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"load did not finish in {timeout:g} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    phases = json.loads(lines[-1])
+    passes: dict[str, float] = defaultdict(float)
+    for m in _GRAPPLER.finditer(proc.stderr):
+        passes[m.group(1).strip()] += float(m.group(2)) / 1e3
+    phases["grappler_s"] = sum(passes.values())
+    phases["grappler_passes"] = dict(sorted(passes.items(), key=lambda kv: -kv[1]))
+    return phases
+
+
+def _child(path: str, backend: str) -> dict:
+    """Runs in the subprocess: time each load step separately."""
+    import tensorflow as tf
+
+    from graphport.runtime.model_info import resolve
+
+    info = resolve(path, "saved_model" if backend == "tf2" else None)
+    t0 = time.perf_counter()
+    phases: dict[str, float] = {}
+    if backend == "session" and info.kind == "pb":
+        gd = tf.compat.v1.GraphDef()
+        gd.ParseFromString(open(info.path, "rb").read())
+        g = tf.Graph()
+        with g.as_default():
+            tf.graph_util.import_graph_def(gd, name="")
+        phases["graph_import_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        sess = tf.compat.v1.Session(graph=g)
+        phases["session_create_s"] = time.perf_counter() - t1
+        feeds = feeds_for(info.inputs, 1)
+        tensors = {i.name: i.tensor for i in info.inputs}
+        t1 = time.perf_counter()
+        sess.run([o.tensor for o in info.outputs], {tensors[k]: v for k, v in feeds.items()})
+        phases["first_run_s"] = time.perf_counter() - t1
+    else:
+        if backend == "capi":
+            from graphport.runtime.capi import lib
+
+            lib()
+            t0 = time.perf_counter()
+        s = load(path, backend)
+        phases["restore_or_import_and_session_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        s.run(feeds_for(s.inputs, 1))
+        phases["first_run_s"] = time.perf_counter() - t1
+    phases["total_s"] = time.perf_counter() - t0
+    return phases
+
+
+def format_rows(rows: list[dict], top: int = 25) -> list[tuple[str, str, str, str]]:
+    return [(r["type"], str(r["occurrences"]), f"{r['self_us']:.0f}", f"{r['percent']:.1f}") for r in rows[:top]]
+
+
+if __name__ == "__main__":
+    job = json.loads(sys.argv[1])
+    print(json.dumps(_child(job["path"], job["backend"])), flush=True)
