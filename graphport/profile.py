@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from graphport.runtime.backends import load
 from graphport.runtime.measure import feeds_for
@@ -107,7 +108,7 @@ def _child(path: str, backend: str) -> dict:
     phases: dict[str, float] = {}
     if backend == "session" and info.kind == "pb":
         gd = tf.compat.v1.GraphDef()
-        gd.ParseFromString(open(info.path, "rb").read())
+        gd.ParseFromString(Path(info.path).read_bytes())
         g = tf.Graph()
         with g.as_default():
             tf.graph_util.import_graph_def(gd, name="")
