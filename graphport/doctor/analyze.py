@@ -76,6 +76,7 @@ class Analysis:
     grouped_splits: int = 0  # Split feeding >1 convs whose outputs are concatenated
     variables: list[str] = field(default_factory=list)
     weight_args: int = 0  # function arguments fed from constants/variables outside
+    branches: set[str] = field(default_factory=set)  # functions that are If/While branches or bodies
     dynamic_batch: bool = True
 
     def chains(self) -> Counter:
@@ -100,6 +101,8 @@ def analyze(model: LoadedModel) -> Analysis:
         census.update(n.op for n in b.nodes.values())
     a = Analysis(model.kind, census, model.reachable_functions())
     a.bodies = {b.name: len(b.nodes) for b in bodies if b.depth}
+    a.branches = {f for b in bodies for n in b.nodes.values() if n.op in IF_OPS | WHILE_OPS
+                  for f in called_functions(n)}
     if model.signature is not None:
         a.dynamic_batch = any(s is None or -1 in s for s in model.signature.input_shapes.values())
     else:
@@ -118,7 +121,7 @@ def analyze(model: LoadedModel) -> Analysis:
             for idx in SHAPE_INPUTS.get(node.op, ()):
                 inputs = b.data_inputs(node)
                 if inputs and -len(inputs) <= idx < len(inputs):
-                    a.walks.append(_walk(b, node, inputs[idx], known, a.dynamic_batch))
+                    a.walks.append(_walk(b, node, inputs[idx], known, a.dynamic_batch, b.name in a.branches))
         _layout(b, a)
     return a
 
@@ -128,7 +131,7 @@ def _placeholder_dynamic(node: node_def_pb2.NodeDef) -> bool:
     return shape.unknown_rank or any(d.size < 0 for d in shape.dim)
 
 
-def _walk(b: Body, node: node_def_pb2.NodeDef, start: str, known: set[str], dynamic: bool) -> Walk:
+def _walk(b: Body, node: node_def_pb2.NodeDef, start: str, known: set[str], dynamic: bool, branch: bool) -> Walk:
     """BFS back from `start` as ExtractConstantSubgraph does; Shape of a batch-dependent tensor is walked into."""
     seen, queue = {start}, deque([start])
     kernels, const_args, data_args = 0, [], []
@@ -150,7 +153,8 @@ def _walk(b: Body, node: node_def_pb2.NodeDef, start: str, known: set[str], dyna
             if p not in seen:
                 seen.add(p)
                 queue.append(p)
-    return Walk(b.name, node.name, node.op, _chain(b, node, start), kernels, const_args, data_args)
+    chain = _chain(b, node, start) + (" (in tf.cond branch)" if branch else "")
+    return Walk(b.name, node.name, node.op, chain, kernels, const_args, data_args)
 
 
 def _chain(b: Body, node: node_def_pb2.NodeDef, start: str, steps: int = 2) -> str:
@@ -166,8 +170,7 @@ def _chain(b: Body, node: node_def_pb2.NodeDef, start: str, steps: int = 2) -> s
         if not nxt:
             break
         name = nxt[0]
-    label = "→".join(reversed(ops))
-    return f"{label} (in tf.cond branch)" if "_true_" in b.name or "_false_" in b.name else label
+    return "→".join(reversed(ops))
 
 
 def _constant_args(model: LoadedModel, bodies: list[Body]) -> dict[str, set[str]]:

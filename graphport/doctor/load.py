@@ -168,3 +168,12 @@ def _load_saved_model(path: Path, data: bytes, tag: str | None, signature: str |
     gd = mg.graph_def
     return LoadedModel(path, "saved_model", gd, {f.signature.name: f for f in gd.library.function},
                        tag=",".join(mg.meta_info_def.tags), signature=sig, tags_available=tags)
+
+
+def untrusted_ops(model: LoadedModel) -> list[tuple[str, str]]:
+    """(op, node) for every op reachable from the serving outputs that touches files or runs code."""
+    bodies = [n for n in model.graph_def.node if model.signature is None]
+    bodies += [n for f in model.reachable_functions() for n in model.functions[f].node_def]
+    if model.signature is not None:
+        bodies += _outer_nodes_for(model)
+    return [(n.op, n.name) for n in bodies if n.op in UNTRUSTED_OPS]

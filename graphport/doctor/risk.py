@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from graphport.doctor.analyze import Analysis
 
 # Seconds per re-inferred constant-walk kernel, fitted on the mini fixture (117 s in Essentia, libtensorflow 2.5,
-# 2-core machine): 117 s / (2,701 inferences × 570 kernels). Checked against the seed B0 in docs/doctor.md.
-SECONDS_PER_KERNEL = 117.0 / (2701 * 570)
+# 2-core machine): 117 s / (2,701 inferences × 514 kernels). Checked against the seed B0 in docs/doctor.md.
+SECONDS_PER_KERNEL = 117.0 / (2701 * 514)
 SLOW_S = 5.0
 
 
@@ -44,7 +44,9 @@ def predict(a: Analysis) -> Risk:
     nested = max(a.functions.values(), default=0) >= 2
     rounds = 1 + max_args if in_functions else 0
     inferences = rounds * (rounds + 1) // 2 if nested else rounds
-    constant_walks = [w for w in in_functions if w.kernels and not w.const_args and not w.data_args]
+    # Branch bodies of If/While are not re-inferred by the call node's loop: only call bodies are priced.
+    constant_walks = [w for w in in_functions if w.kernels and not w.const_args and not w.data_args
+                      and w.body not in a.branches]
     per = sum(w.kernels for w in constant_walks)
     chains: dict[str, int] = {}
     for w in constant_walks:

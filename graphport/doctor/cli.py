@@ -1,0 +1,69 @@
+"""`graphport doctor PATH [--fix -o OUT] [--measure] [--tag T] [--signature S] [--trust]`.
+
+The lead's graphport/cli.py calls `register(subparsers)`; `run(args)` returns the exit code. User errors are
+GraphportErrors (exit 2, one paragraph, input untouched), caught by the main CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from graphport.doctor import diagnose, doctor_flags
+from graphport.doctor.load import DoctorError, load, untrusted_ops
+
+__all__ = ["doctor_flags", "register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `doctor` subcommand; its handler is `run` (set as the `handler` default)."""
+    p = subparsers.add_parser("doctor", help="diagnose (and --fix) a TF model that loads slowly in old TF hosts")
+    p.add_argument("path", help="SavedModel directory or .pb (never modified)")
+    p.add_argument("--fix", action="store_true", help="write a flat, verified, fast-loading model to -o")
+    p.add_argument("-o", "--out", help="output directory for --fix")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.add_argument("--measure", action="store_true", help="time the real import via the C API (subprocess)")
+    p.add_argument("--measure-timeout", type=float, default=60.0, help="seconds before a measured load is killed")
+    p.add_argument("--tag", help="meta graph tags, comma-separated, when a SavedModel holds several")
+    p.add_argument("--signature", help="signature to analyse/fix (default serving_default)")
+    p.add_argument("--trust", action="store_true", help="go on although the model has file/code ops")
+    p.set_defaults(handler=run)
+    return p
+
+
+def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    """Diagnose, optionally measure and fix; 0 on success, 1 if --fix's verification failed."""
+    console = console or Console()
+    if args.fix and not args.out:
+        raise DoctorError("--fix needs -o OUT: the input is never modified.")
+    model = load(args.path, tag=args.tag, signature=args.signature)
+    risky = untrusted_ops(model)
+    if risky and (args.fix or args.measure) and not args.trust:
+        listing = ", ".join(f"{op} ('{name}')" for op, name in risky[:8])
+        raise DoctorError(f"the model contains ops that touch files or run code: {listing}. Nothing was loaded "
+                          f"or run; pass --trust to go on.")
+    from graphport.doctor.report import print_analysis, print_fix
+
+    analysis, risk = diagnose(model)
+    print_analysis(console, args.path, analysis, risk)
+    if risky:
+        console.print(f"[yellow]untrusted ops:[/] {', '.join(sorted({op for op, _ in risky}))}")
+    if args.measure:
+        from graphport.doctor.measure import measure
+
+        for backend, seconds, note in measure(model, timeout=args.measure_timeout):
+            console.print(f"measured load via {backend}: {seconds:.2f} s {note}".rstrip())
+    if not args.fix:
+        return 0
+    from graphport.doctor.fix import flatten, write
+
+    result = flatten(model)
+    try:
+        write(result, args.out, force=args.force)
+    finally:
+        print_fix(console, result)
+    after = doctor_flags(result.out_dir / "model.pb") if result.out_dir else []
+    if after:
+        console.print(f"[yellow]the fixed model is still flagged:[/] {'; '.join(after)}")
+    return 0
