@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import reduce
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -202,6 +202,12 @@ def cast_like(ctx: EmitContext, node: Node) -> None:
 
 @op("Dropout")
 def dropout(ctx: EmitContext, node: Node) -> None:
-    if len(node.outputs) > 1 and node.outputs[1]:
-        raise Decline("the mask output of Dropout")
-    ctx.set(node.outputs[0], tf.identity(ctx.raw(node.inputs[0])), ctx.perm(node.inputs[0]))
+    training = ctx.static(node.inputs[2]).item() if len(node.inputs) > 2 and node.inputs[2] else False
+    ratio = ctx.static(node.inputs[1]).item() if len(node.inputs) > 1 and node.inputs[1] else \
+        node.attrs.get("ratio", 0.5)
+    if training and ratio != 0:  # silently passing x through would be wrong
+        raise Decline("Dropout in training mode (random drops)")
+    x = ctx.raw(node.inputs[0])
+    ctx.set(node.outputs[0], tf.identity(x), ctx.perm(node.inputs[0]))
+    if len(node.outputs) > 1 and node.outputs[1]:  # nothing is dropped: the mask is all true
+        ctx.set(node.outputs[1], tf.ones_like(x, dtype=tf.bool), ctx.perm(node.inputs[0]))
