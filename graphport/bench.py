@@ -27,12 +27,14 @@ def applicable(path: Path, backends: tuple[str, ...]) -> list[str]:
     return [b for b in backends if b in ok]
 
 
-def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeout: float, onednn: bool) -> dict:
+def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeout: float, onednn: bool,
+            auto: bool = False, budget: int | None = None) -> dict:
     """Measure one (model, backend, oneDNN) cell; a timeout is reported, never waited out."""
     row = {"model": str(path), "backend": backend, "onednn": onednn}
     if backend == "essentia":
         return row | _essentia(path, batch_sizes, repeat, timeout)
-    job = json.dumps({"path": str(path), "backend": backend, "batch_sizes": batch_sizes, "repeat": repeat})
+    job = json.dumps({"path": str(path), "backend": backend, "batch_sizes": batch_sizes, "repeat": repeat,
+                      "auto": auto, "budget": budget})
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0", TF_CPP_MIN_LOG_LEVEL="2")
     try:
         proc = subprocess.run([sys.executable, "-m", "graphport.runtime.measure", job], capture_output=True,
@@ -66,13 +68,17 @@ def _essentia(path: Path, batch_sizes: list[int], repeat: int, timeout: float) -
 
 
 def bench(models: list[Path], backends: tuple[str, ...], batch_sizes: list[int], repeat: int, timeout: float,
-          onednn: tuple[bool, ...], console: Console) -> list[dict]:
+          onednn: tuple[bool, ...], console: Console, auto: bool = False, budget: int | None = None) -> list[dict]:
     rows = []
     for path in models:
         for backend in applicable(path, backends):
             for flag in (onednn if backend not in ("onnxruntime", "essentia") else (onednn[0],)):
                 console.print(f"[dim]measuring {path.name} / {backend} / oneDNN {'on' if flag else 'off'}...[/]")
-                rows.append(run_one(path, backend, batch_sizes, repeat, timeout, flag))
+                if auto and backend == "essentia":
+                    continue  # its memory lives in another process; the picker probes in-process sessions
+                rows.append(run_one(path, backend, batch_sizes, repeat, timeout, flag, auto, budget))
+                if rows[-1].get("auto_batch"):
+                    console.print(f"  {backend}: {rows[-1]['auto_batch']['explain']}")
     return rows
 
 
@@ -81,7 +87,7 @@ def table(rows: list[dict], batch_sizes: list[int]) -> Table:
     for col in ("model", "backend", "oneDNN", "load", "first run"):
         t.add_column(col)
     for b in batch_sizes:
-        t.add_column(f"B={b}", justify="right")
+        t.add_column("B=auto" if b == 0 else f"B={b}", justify="right")
     t.add_column("patches/s", justify="right")
     for r in rows:
         onednn = "-" if r["backend"] in ("onnxruntime", "essentia") else ("on" if r["onednn"] else "off")
@@ -89,7 +95,8 @@ def table(rows: list[dict], batch_sizes: list[int]) -> Table:
             t.add_row(Path(r["model"]).name, r["backend"], onednn, f"[red]{r['status']}[/]", "",
                       *[""] * len(batch_sizes), "")
             continue
-        steady = [r["steady"].get(str(b), {}) for b in batch_sizes]
+        steady = [r["steady"].get(str(b), {}) for b in batch_sizes] if batch_sizes != [0] else \
+            list(r["steady"].values())
         cells = [f"{s['median_s'] * 1e3:.1f} ms" if "median_s" in s else "-" for s in steady]
         best = steady[-1].get("patches_per_s")
         t.add_row(Path(r["model"]).name, r["backend"], onednn, f"{r['load_s']:.3f} s",

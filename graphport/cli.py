@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--onednn", choices=("on", "off", "both"), default="on",
                    help="TF_ENABLE_ONEDNN_OPTS for the TF backends")
     b.add_argument("--json", help="write the measurements as JSON here")
+    b.add_argument("--batch", choices=("auto",), help="pick the batch size from free memory and throughput")
+    b.add_argument("--memory-budget", type=float, help="GiB of peak process memory for --batch auto "
+                   "(default: half the free memory)")
     p = sub.add_parser("profile", help="per-op-type inference profile and load-phase breakdown")
     p.add_argument("model", help=".pb, SavedModel dir or graphport output dir")
     p.add_argument("--vs", action="append", default=[], help="another model to profile side by side")
@@ -98,8 +101,11 @@ def _bench(args: argparse.Namespace) -> int:
     onednn = {"on": (True,), "off": (False,), "both": (True, False)}[args.onednn]
     models = [Path(args.model), *map(Path, args.vs)]
     backends = tuple(x.strip() for x in args.backends.split(",") if x.strip())
-    rows = bench(models, backends, list(args.batch_sizes), args.repeat, args.timeout, onednn, console)
-    console.print(table(rows, list(args.batch_sizes)))
+    auto = args.batch == "auto"
+    sizes = [0] if auto else list(args.batch_sizes)
+    budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
+    rows = bench(models, backends, sizes, args.repeat, args.timeout, onednn, console, auto, budget)
+    console.print(table(rows, sizes))
     console.print("TF backends ran with TF_ENABLE_ONEDNN_OPTS=" + "/".join("1" if f else "0" for f in onednn)
                   + "; Essentia's libtensorflow 2.5 runs with it off (on, it miscomputes strided SAME convs).")
     if args.json:

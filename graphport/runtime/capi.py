@@ -46,9 +46,9 @@ def lib() -> C.CDLL:
     global _lib
     if _lib is not None:
         return _lib
-    d = _library_dir()
-    C.CDLL(str(d / "libtensorflow_framework.so.2"), mode=C.RTLD_GLOBAL)
-    L = C.CDLL(str(d / "libtensorflow_cc.so.2"), mode=C.RTLD_GLOBAL)
+    # RTLD_LOCAL, not GLOBAL: TF bundles BoringSSL, and exporting its symbols globally makes a later
+    # `import hashlib` bind OpenSSL calls to them and crash. The framework library comes in via DT_NEEDED.
+    L = C.CDLL(str(_library_dir() / "libtensorflow_cc.so.2"), mode=C.RTLD_LOCAL)
     p, i, s = C.c_void_p, C.c_int, C.c_char_p
     protos = {
         "TF_Version": (s, []), "TF_NewStatus": (p, []), "TF_DeleteStatus": (None, [p]),

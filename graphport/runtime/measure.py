@@ -32,7 +32,8 @@ def feeds_for(inputs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
-def measure(path: str, backend: str, batch_sizes: list[int], repeat: int) -> dict:
+def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_budget: int | None = None,
+            auto: bool = False) -> dict:
     from graphport.runtime.backends import load
 
     if backend == "capi":  # dlopen of the 1 GB library is process start-up, not model load
@@ -42,6 +43,12 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int) -> dic
     t0 = time.perf_counter()
     sess = load(path, backend)
     load_s = time.perf_counter() - t0
+    choice = None
+    if auto:
+        from graphport.batching import pick_batch_size
+
+        choice = pick_batch_size(sess, budget=auto_budget)
+        batch_sizes = [choice.batch]
     first_batch = batch_sizes[0]
     feeds = feeds_for(sess.inputs, first_batch)
     t0 = time.perf_counter()
@@ -63,9 +70,13 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int) -> dic
         med = statistics.median(times)
         steady[str(b)] = {"median_s": med, "min_s": min(times), "max_s": max(times), "patches_per_s": b / med}
     sess.close()
-    return {"load_s": load_s, "first_run_s": first_s, "first_batch": first_batch, "steady": steady}
+    result = {"load_s": load_s, "first_run_s": first_s, "first_batch": first_batch, "steady": steady}
+    if choice is not None:
+        result["auto_batch"] = {"batch": choice.batch, "explain": choice.explain(), "peak_bytes": choice.peak_bytes}
+    return result
 
 
 if __name__ == "__main__":
     job = json.loads(sys.argv[1])
-    print(json.dumps(measure(job["path"], job["backend"], job["batch_sizes"], job["repeat"])), flush=True)
+    print(json.dumps(measure(job["path"], job["backend"], job["batch_sizes"], job["repeat"], job.get("budget"),
+                             job.get("auto", False))), flush=True)
