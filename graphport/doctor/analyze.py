@@ -80,8 +80,11 @@ class Analysis:
     dynamic_batch: bool = True
 
     def chains(self) -> Counter:
-        """Hazardous chains (inside functions) by name, with counts."""
-        return Counter(w.chain for w in self.walks if w.kernels or w.const_args)
+        """Hazardous chains inside functions by name, with counts: walks that hit weight arguments (each one a
+        re-inference round) or constant subgraphs (re-run every round). Walks that end at the runtime input,
+        like a Flatten's Shape(x) slice, fail at once and cost nothing, so they are not hazards."""
+        return Counter(w.chain for w in self.walks
+                       if w.body != "<graph>" and (w.const_args or (w.kernels and not w.data_args)))
 
 
 def bodies_of(model: LoadedModel) -> list[Body]:

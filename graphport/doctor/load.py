@@ -28,6 +28,8 @@ UNFREEZABLE_OPS = {"HashTableV2": "a hash table is filled at run time by an init
                    "MutableHashTableV2": "a mutable hash table changes while the model runs",
                    "MutableDenseHashTable": "a mutable hash table changes while the model runs",
                    "LookupTableImportV2": "it fills a lookup table at run time",
+                   "LookupTableFindV2": "it reads a lookup table (a resource filled at run time), not a tensor",
+                   "LookupTableSizeV2": "it reads a lookup table (a resource filled at run time), not a tensor",
                    "InitializeTableFromTextFileV2": "it reads a vocabulary file at run time",
                    "AssignVariableOp": "it writes a variable, so the variable is state, not a constant",
                    "AssignAddVariableOp": "it updates a variable, so the variable is state, not a constant",
