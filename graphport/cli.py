@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--runs", type=int, default=3, help="traced runs to average")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before a load is abandoned")
+    from graphport.doctor.cli import register as register_doctor
+
+    register_doctor(sub)
     e = sub.add_parser("example", help="convert the bundled example EfficientNet, verify it, load it in graph mode")
     e.add_argument("-o", "--out", default="graphport-example", help="output directory (replaced)")
     return parser
@@ -69,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from graphport.errors import GraphportError
 
     try:
-        return {"convert": _convert, "example": _example, "bench": _bench,
-                "profile": _profile}[args.command](args)
+        return {"convert": _convert, "example": _example, "bench": _bench, "profile": _profile,
+                "doctor": _doctor}[args.command](args)
     except GraphportError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         return e.exit_code
@@ -138,6 +141,12 @@ def _profile(args: argparse.Namespace) -> int:
                 t.add_row(*row)
             console.print(t)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from graphport.doctor.cli import run
+
+    return run(args, console)
 
 
 def _example(args: argparse.Namespace) -> int:
