@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from functools import reduce
 from collections.abc import Callable
+from functools import reduce
 
 import numpy as np
 import tensorflow as tf
