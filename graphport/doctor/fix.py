@@ -1,8 +1,8 @@
 """`doctor --fix`: freeze, inline, fold and flatten a slow-loading model; verify it; write it atomically.
 
 TF's own tools do most of it (`convert_variables_to_constants_v2` inlines functions, turns variables into Consts
-and lowers tf.cond to Switch/Merge; Grappler folds constants, cancels Transpose pairs and drops Identities);
-rewrite.py finishes what they leave. The result is refused unless it matches the original at every batch size.
+and lowers tf.cond to Switch/Merge; Grappler folds constants, cancels adjacent Transposes, drops Identities);
+rewrite.py and layout.py finish what they leave. The result is refused unless it matches the original at every batch size.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
+from graphport.doctor.layout import sink_transposes
 from graphport.doctor.load import IF_OPS, UNFREEZABLE_OPS, WHILE_OPS, DoctorError, LoadedModel
 from graphport.doctor.rewrite import fold_constants, prune, prune_dead_branches, set_io_names
 from graphport.doctor.saved import save_flat_saved_model
@@ -101,12 +102,16 @@ def flatten(model: LoadedModel) -> FixResult:
     outputs = dict(zip(out_keys, [t.name for t in frozen.outputs]))
     keep = in_keys + [t.split(":")[0] for t in outputs.values()]
     for _ in range(4):
-        gd = _grappler(gd, [t for t in outputs.values()])
+        gd = _grappler(gd, list(outputs.values()))
         gd, folded = fold_constants(gd)
         gd, switches = prune_dead_branches(gd)
         gd = prune(gd, keep)
         if not folded and not switches:
             break
+    sunk, _ = sink_transposes(gd)
+    sunk = prune(_grappler(sunk, list(outputs.values())), keep)
+    if _count(sunk, "Transpose") < _count(gd, "Transpose"):
+        gd = sunk
     gd = set_io_names(gd, {k: f"{k}:0" for k in in_keys}, outputs)
     gd = prune(gd, in_keys + out_keys)
     del gd.library.function[:]
@@ -121,6 +126,10 @@ def flatten(model: LoadedModel) -> FixResult:
     result.max_abs = verify(fn, gd, shapes, out_keys)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _count(gd: graph_pb2.GraphDef, op: str) -> int:
+    return sum(n.op == op for n in gd.node)
 
 
 def verify(fn, gd: graph_pb2.GraphDef, shapes: dict[str, list[int | None]], out_keys: list[str],
