@@ -59,5 +59,9 @@ def _dense(x: tf.Tensor, w: np.ndarray, strides: list[int], dilations: list[int]
     if w.ndim == 4:
         return tf.raw_ops.Conv2D(input=x, filter=filt, strides=[1, *strides, 1], padding=padding,
                                  dilations=[1, *dilations, 1])
+    if any(d != 1 for d in dilations):  # TF's CPU Conv3D kernel rejects dilations: spread the kernel with zeros
+        spread = np.zeros((*w.shape[:2], *[(k - 1) * d + 1 for k, d in zip(w.shape[2:], dilations)]), w.dtype)
+        spread[(slice(None), slice(None), *[slice(None, None, d) for d in dilations])] = w
+        filt, dilations = tf.constant(np.transpose(spread, (2, 3, 4, 1, 0))), [1, 1, 1]
     return tf.raw_ops.Conv3D(input=x, filter=filt, strides=[1, *strides, 1], padding=padding,
                              dilations=[1, *dilations, 1])
