@@ -16,6 +16,7 @@ from onnx.reference import ReferenceEvaluator
 
 from graphport.ir.graph import Graph, Node
 from graphport.ir.symbolic import Atom, Sym, Undecidable, is_symbolic, normalize
+from graphport.passes.infer import refine_shapes
 
 MAX_FOLDED_ELEMENTS = 1 << 22
 NONDETERMINISTIC = {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial",
@@ -174,6 +175,7 @@ def fold_constants(graph: Graph) -> Graph:
         except Exception:  # noqa: BLE001  Undecidable, numpy or reference-evaluator gaps: leave it to TF
             results = None
         if results is None:
+            refine_shapes(graph, node)  # inputs folded just now may pin down shapes ONNX inference left open
             kept.append(node)
             continue
         for name, arr in zip(node.outputs, results):
