@@ -16,7 +16,7 @@ from onnx import helper, numpy_helper, shape_inference
 from graphport.errors import InvalidModel
 from graphport.ir.graph import Dim, Graph, Node, Value
 
-MAX_OPSET = 23
+MAX_OPSET = onnx.defs.onnx_opset_version()  # what the installed onnx (its checker and inference) knows
 
 
 def load_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, bytes]:
