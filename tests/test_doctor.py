@@ -82,6 +82,12 @@ def test_fixed_model_loads_in_essentia_under_a_second(fixed):
     assert r["load_s"] < 1.0 and r["outputs"][0].reshape(3, 10).shape == (3, 10)
 
 
+def test_measure_times_the_fixed_model(fixed, capsys):
+    assert _doctor(str(fixed / "model.pb"), "--measure", "--measure-timeout", "60") == 0
+    text = capsys.readouterr().out
+    assert "measured load via capi" in text and "measured load via session" in text and "nan s" not in text
+
+
 def test_graphport_output_is_not_flagged(tmp_path):
     from graphport import convert
 

@@ -72,8 +72,9 @@ class Analysis:
     transposes: int = 0
     cancelling_transposes: int = 0
     convs: int = 0
-    convs_wrapped: int = 0  # convs with a Transpose on their input and their output
-    grouped_splits: int = 0  # Split feeding >1 convs whose outputs are concatenated
+    convs_after_transpose: int = 0  # convs reading a Transpose (onnx-tf's NCHW->NHWC around every conv)
+    grouped_splits: int = 0  # Split feeding >1 convs: a grouped conv split per group
+    trivial_splits: int = 0  # Split with num_split=1 in front of a conv (onnx-tf's group=1 path)
     variables: list[str] = field(default_factory=list)
     weight_args: int = 0  # function arguments fed from constants/variables outside
     branches: set[str] = field(default_factory=set)  # functions that are If/While branches or bodies
@@ -220,7 +221,7 @@ def _is_constant(b: Body, start: str, known: set[str]) -> bool:
 
 
 def _layout(b: Body, a: Analysis) -> None:
-    """Count Transposes, back-to-back pairs, convs wrapped in Transposes, and grouped convs split per group."""
+    """Count Transposes, back-to-back pairs, convs behind Transposes, and convs split per group."""
     consumers: dict[str, list[node_def_pb2.NodeDef]] = {}
     for n in b.nodes.values():
         for p in b.data_inputs(n):
@@ -234,10 +235,11 @@ def _layout(b: Body, a: Analysis) -> None:
         elif n.op in CONV_OPS:
             a.convs += 1
             src = b.nodes.get(b.data_inputs(n)[0])
-            outs = consumers.get(n.name, [])
-            if src is not None and src.op == "Transpose" and outs and all(c.op == "Transpose" for c in outs):
-                a.convs_wrapped += 1
+            if src is not None and src.op == "Transpose":
+                a.convs_after_transpose += 1
         elif n.op in ("Split", "SplitV"):
             convs = [c for c in consumers.get(n.name, []) if c.op in CONV_OPS]
             if len(convs) > 1:
                 a.grouped_splits += 1
+            elif convs and n.attr["num_split"].i == 1:
+                a.trivial_splits += 1

@@ -6,56 +6,70 @@ Backends: `capi` (TF 2.21 C API, what C/C++ hosts call), `session` (tf.compat.v1
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 from graphport.doctor.load import LoadedModel
+from graphport.runtime.essentia_host import essentia_run, essentia_venv_dir
 
-_CAPI = "from graphport.runtime.capi import CAPISession; CAPISession({path!r}).close()"
+_CAPI = """
+import time
+from graphport.runtime.capi import CAPISession, lib
+lib()
+t = time.perf_counter(); CAPISession({path!r}).close(); print(time.perf_counter() - t)
+"""
 _SESSION = """
+import time
 import tensorflow as tf
 p = {path!r}
 g = tf.Graph()
+t = time.perf_counter()
 with g.as_default(), tf.compat.v1.Session(graph=g) as s:
     if {is_dir!r}:
         tf.compat.v1.saved_model.loader.load(s, {tags!r}, p)
     else:
         gd = tf.compat.v1.GraphDef(); gd.ParseFromString(open(p, 'rb').read()); tf.graph_util.import_graph_def(gd)
+print(time.perf_counter() - t)
 """
 
 
 def _timed(code: str, timeout: float) -> tuple[float, str]:
-    start = time.perf_counter()
+    """Seconds the load itself took (printed by the child, so TF's import is not counted), and a note."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                              env={"TF_CPP_MIN_LOG_LEVEL": "3", **__import__("os").environ}, check=False)
+                              env=env, check=False)
     except subprocess.TimeoutExpired:
         return timeout, f"(killed at the {timeout:.0f} s timeout)"
-    wall = time.perf_counter() - start
-    return wall, "" if proc.returncode == 0 else f"(failed: {proc.stderr.strip().splitlines()[-1:]})"
+    if proc.returncode != 0:
+        return float("nan"), f"(failed: {' '.join(proc.stderr.strip().splitlines()[-1:])})"
+    return float(proc.stdout.strip().splitlines()[-1]), ""
 
 
 def measure(model: LoadedModel, timeout: float = 60.0) -> list[tuple[str, float, str]]:
-    """(backend, seconds, note) per backend; seconds include starting Python and importing TF."""
+    """(backend, seconds, note) per backend: the import/load alone, timed inside a killable subprocess."""
     path = str(model.path)
     is_dir = model.kind == "saved_model"
     tags = model.tag.split(",") if model.tag else ["serve"]
     out = [("capi", *_timed(_CAPI.format(path=path), timeout)),
            ("session", *_timed(_SESSION.format(path=path, is_dir=is_dir, tags=tags), timeout))]
-    try:
-        from graphport.runtime.essentia_host import essentia_run, essentia_venv_dir
-    except ImportError:
+    if not (essentia_venv_dir() / "bin" / "python").exists():
+        out.append(("essentia", float("nan"), "(no Essentia venv: skipped)"))
         return out
-    if not (essentia_venv_dir() / "bin" / "python").exists() or model.signature is None:
-        out.append(("essentia", float("nan"), "(no Essentia venv or no signature: skipped)"))
-        return out
-    (key, tensor), = list(model.signature.inputs.items())[:1]
-    shape = [1 if d is None or d < 0 else d for d in model.signature.input_shapes.get(key) or [1]]
+    if model.signature is not None:
+        key, tensor = next(iter(model.signature.inputs.items()))
+        dims = model.signature.input_shapes.get(key)
+        out_tensor = next(iter(model.signature.outputs.values()))
+    else:  # a .pb: first Placeholder in, first sink out
+        node = next(n for n in model.graph_def.node if n.op == "Placeholder")
+        tensor, dims = node.name, [d.size for d in node.attr["shape"].shape.dim]
+        consumed = {i.lstrip("^").split(":")[0] for n in model.graph_def.node for i in n.input}
+        out_tensor = next(n.name for n in model.graph_def.node if n.name not in consumed and n.op != "Const")
+    shape = [1 if d is None or d < 0 else d for d in dims or [1]]
     batch = np.zeros([shape[0], 1, *shape[1:]], np.float32)
-    out_tensor = next(iter(model.signature.outputs.values()))
     r = essentia_run(path, tensor.split(":")[0], out_tensor.split(":")[0], [batch], timeout=timeout)
     note = "" if r["ok"] else f"({r.get('error', '')[:200]})"
     out.append(("essentia", r.get("load_s") or r["wall_s"], note))

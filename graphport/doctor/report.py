@@ -34,9 +34,9 @@ def print_analysis(console: Console, path: str, a: Analysis, risk: Risk) -> None
         ops = sorted({op for _, _, op in a.control_flow})
         console.print(f"control flow: {len(a.control_flow)} {'/'.join(ops)} (tf.cond, e.g. onnx-tf's Pad) "
                       f"re-inferred with the body")
-    console.print(f"layout: {a.transposes} Transposes ({a.cancelling_transposes} in back-to-back pairs), "
-                  f"{a.convs} convs, {a.convs_wrapped} wrapped in Transposes, {a.grouped_splits} grouped convs "
-                  f"split per group")
+    console.print(f"layout: {a.transposes} Transposes ({a.cancelling_transposes} in back-to-back pairs); "
+                  f"{a.convs_after_transpose} of {a.convs} convs read a Transpose; {a.grouped_splits} grouped convs "
+                  f"split per group; {a.trivial_splits} one-way Splits before convs")
     if a.variables:
         console.print(f"variables: {len(a.variables)} read-only variables could be constants")
     colour = {"high": "bold red", "medium": "yellow", "low": "green"}

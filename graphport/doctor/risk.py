@@ -58,13 +58,13 @@ def predict(a: Analysis) -> Risk:
         reason = (f"{max_args} weight arguments lie on one shape walk inside nested functions: {rounds} "
                   f"re-inference rounds{' per outer round' if nested else ''}, {inferences:,} body inferences, "
                   f"~{runs:,} constant-evaluation kernel runs")
-    elif a.functions and (per or a.control_flow):
+    elif per or a.control_flow:
         level, reason = "medium", "functions with constant shape subgraphs or tf.cond are re-inferred on import"
     else:
-        level, reason = "low", "flat graph: constant walks stop at the Placeholder at once"
-    if a.control_flow or a.functions:
+        level, reason = "low", "no weights as function arguments, no shape subgraphs to re-run: walks stop at once"
+    if max_args or a.control_flow:
         new_level, new_reason = "low", ("TF >= 2.13 caches constant evaluation across function bodies "
                                         "(about 1.5 s for the seed B0); still slower than a flat graph")
     else:
-        new_level, new_reason = "low", "flat graph"
+        new_level, new_reason = "low", "nothing for the shape refiner to re-run"
     return Risk(rounds, inferences, per, runs, chains, seconds, level, reason, new_level, new_reason)
