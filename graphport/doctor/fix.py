@@ -24,7 +24,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from tensorflow.python.grappler import tf_optimizer
 
 from graphport.doctor.layout import sink_transposes
-from graphport.doctor.load import IF_OPS, UNFREEZABLE_OPS, WHILE_OPS, DoctorError, LoadedModel
+from graphport.doctor.load import IF_OPS, UNFREEZABLE_OPS, WHILE_OPS, DoctorError, LoadedModel, VerificationFailed
 from graphport.doctor.rewrite import fold_constants, prune, prune_dead_branches, set_io_names
 from graphport.doctor.saved import save_flat_saved_model
 from graphport.errors import OutputExists
@@ -154,7 +154,7 @@ def write(result: FixResult, out_dir: str | os.PathLike, atol: float = 1e-5, for
     """Write model.pb, saved_model/ and model.json to `out_dir` via a temp dir and rename; refuse a mismatch."""
     bad = {b: e for b, e in result.max_abs.items() if not e <= atol}
     if bad:
-        raise DoctorError(f"the fixed model differs from the original (max abs {bad} > {atol}); nothing written.")
+        raise VerificationFailed(f"the fixed model differs from the original (max abs {bad} > {atol}); nothing written.")
     out = Path(out_dir).absolute()
     if out.exists() and not force:
         raise OutputExists(f"output directory '{out}' already exists; pass --force to replace it.")

@@ -42,6 +42,12 @@ class DoctorError(GraphportError):
     """Input doctor cannot read or repair; the message names the op or file and why."""
 
 
+class VerificationFailed(DoctorError):
+    """The fixed model differs from the original; nothing was written (exit 1, like convert)."""
+
+    exit_code = 1
+
+
 @dataclass
 class Signature:
     """A serving signature: input key -> C API tensor, output key -> C API tensor."""

@@ -34,26 +34,16 @@ def _stateful(op: str) -> bool:
 def fold_constants(gd: graph_pb2.GraphDef) -> tuple[graph_pb2.GraphDef, int]:
     """Evaluate every non-Const node computed from Consts only and replace its used outputs by Consts."""
     nodes = {n.name: n for n in gd.node}
-    memo: dict[str, bool] = {}
-
-    def foldable(name: str) -> bool:
-        if name not in memo:
-            n = nodes[name]
-            memo[name] = False  # cycles (loops) are never folded
-            memo[name] = n.op == "Const" or (
-                n.op not in NEVER_FOLD and not _stateful(n.op) and bool(n.input)
-                and all(foldable(producer(i)) for i in n.input))
-        return memo[name]
-
+    memo = _foldable(gd)
     wanted: dict[str, set[int]] = {}  # frontier node -> output ports used by non-foldable consumers
     for n in gd.node:
-        if foldable(n.name):
+        if memo.get(n.name, False):
             continue
         for inp in n.input:
             if inp.startswith("^"):
                 continue
             src, port = _port(inp)
-            if foldable(src) and nodes[src].op != "Const":
+            if memo.get(src, False) and nodes[src].op != "Const":
                 wanted.setdefault(src, set()).add(port)
     if not wanted:
         return gd, 0
@@ -66,6 +56,7 @@ def fold_constants(gd: graph_pb2.GraphDef) -> tuple[graph_pb2.GraphDef, int]:
     renamed: dict[str, str] = {}
     out = graph_pb2.GraphDef()
     out.CopyFrom(gd)
+    index = {n.name: i for i, n in enumerate(out.node)}
     for (name, port), value in zip(fetches, values):
         const_name = name if wanted[name] == {0} else f"{name}/folded_{port}"
         renamed[_tensor(name, port)] = const_name
@@ -73,8 +64,7 @@ def fold_constants(gd: graph_pb2.GraphDef) -> tuple[graph_pb2.GraphDef, int]:
         c.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
         c.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
         if const_name == name:
-            idx = next(i for i, n in enumerate(out.node) if n.name == name)
-            out.node[idx].CopyFrom(c)
+            out.node[index[name]].CopyFrom(c)
         else:
             out.node.append(c)
     for n in out.node:
@@ -84,12 +74,35 @@ def fold_constants(gd: graph_pb2.GraphDef) -> tuple[graph_pb2.GraphDef, int]:
     return out, len(fetches)
 
 
+def _foldable(gd: graph_pb2.GraphDef) -> dict[str, bool]:
+    """Node -> computed from Consts only; iterative (Kahn order), so deep graphs do not hit the recursion limit."""
+    nodes = {n.name: n for n in gd.node}
+    preds = {n.name: [producer(i) for i in n.input if producer(i) in nodes] for n in gd.node}
+    users: dict[str, list[str]] = {}
+    for name, ps in preds.items():
+        for p in ps:
+            users.setdefault(p, []).append(name)
+    waiting = {name: len(ps) for name, ps in preds.items()}
+    ready = [name for name, k in waiting.items() if k == 0]
+    memo: dict[str, bool] = {}
+    while ready:
+        name = ready.pop()
+        n = nodes[name]
+        memo[name] = n.op == "Const" or (n.op not in NEVER_FOLD and not _stateful(n.op) and bool(n.input)
+                                         and all(memo.get(p, False) for p in preds[name]))
+        for u in users.get(name, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                ready.append(u)
+    return memo  # nodes on cycles (loops) never become ready: never folded
+
+
 def prune_dead_branches(gd: graph_pb2.GraphDef) -> tuple[graph_pb2.GraphDef, int]:
     """Resolve lowered tf.conds whose predicate is a Const: keep the taken branch, drop the other."""
     nodes = {n.name: n for n in gd.node}
     dead: set[str] = set()
     rewire: dict[str, str] = {}
-    switches = 0
+    resolved: set[str] = set()
     for n in gd.node:
         if n.op != "Switch":
             continue
@@ -99,8 +112,8 @@ def prune_dead_branches(gd: graph_pb2.GraphDef) -> tuple[graph_pb2.GraphDef, int
         taken = int(bool(tf.make_ndarray(pred.attr["value"].tensor)))
         rewire[_tensor(n.name, taken)] = n.input[0]
         dead.add(f"{n.name}:{1 - taken}")
-        switches += 1
-    if not switches:
+        resolved.add(n.name)
+    if not resolved:
         return gd, 0
     out = graph_pb2.GraphDef()
     out.CopyFrom(gd)
@@ -136,15 +149,11 @@ def prune_dead_branches(gd: graph_pb2.GraphDef) -> tuple[graph_pb2.GraphDef, int
     keep = [n for n in out.node if n.name not in dead_nodes]
     del out.node[:]
     out.node.extend(keep)
-    for n in out.node:  # control edges to removed Switches carry no ordering any more
-        kept = [i for i in n.input if not (i.startswith("^") and (i[1:] in dead_nodes or _is_switch(i[1:], nodes)))]
+    for n in out.node:  # control edges to resolved Switches carry no ordering any more
+        kept = [i for i in n.input if not (i.startswith("^") and (i[1:] in dead_nodes or i[1:] in resolved))]
         del n.input[:]
         n.input.extend(kept)
-    return out, switches
-
-
-def _is_switch(name: str, nodes: dict[str, node_def_pb2.NodeDef]) -> bool:
-    return name in nodes and nodes[name].op == "Switch"
+    return out, len(resolved)
 
 
 def _dead(inp: str, dead_ports: set[str], dead_nodes: set[str]) -> bool:
