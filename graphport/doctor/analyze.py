@@ -79,6 +79,7 @@ class Analysis:
     weight_args: int = 0  # function arguments fed from constants/variables outside
     branches: set[str] = field(default_factory=set)  # functions that are If/While branches or bodies
     dynamic_batch: bool = True
+    unknown_shapes: bool = True  # some activation shapes are unknown: a dynamic batch, or a tf.cond's outputs
 
     def chains(self) -> Counter:
         """Hazardous chains inside functions by name, with counts: walks that hit weight arguments (each one a
@@ -111,6 +112,11 @@ def analyze(model: LoadedModel) -> Analysis:
         a.dynamic_batch = any(s is None or -1 in s for s in model.signature.input_shapes.values())
     else:
         a.dynamic_batch = any(_placeholder_dynamic(n) for n in model.graph_def.node if n.op == "Placeholder")
+    # An If/While with unknown output_shapes (onnx-tf's Pad) hides every shape downstream, even at a fixed batch.
+    a.unknown_shapes = a.dynamic_batch or any(
+        any(d.size < 0 for s in n.attr["output_shapes"].list.shape for d in s.dim)
+        or any(s.unknown_rank for s in n.attr["output_shapes"].list.shape)
+        for b in bodies for n in b.nodes.values() if n.op in IF_OPS | WHILE_OPS)
     const_args = _constant_args(model, bodies)
     a.weight_args = sum(len(v) for v in const_args.values())
     for b in bodies:
@@ -125,7 +131,7 @@ def analyze(model: LoadedModel) -> Analysis:
             for idx in SHAPE_INPUTS.get(node.op, ()):
                 inputs = b.data_inputs(node)
                 if inputs and -len(inputs) <= idx < len(inputs):
-                    a.walks.append(_walk(b, node, inputs[idx], known, a.dynamic_batch, b.name in a.branches))
+                    a.walks.append(_walk(b, node, inputs[idx], known, a.unknown_shapes, b.name in a.branches))
         _layout(b, a)
     return a
 
@@ -135,8 +141,8 @@ def _placeholder_dynamic(node: node_def_pb2.NodeDef) -> bool:
     return shape.unknown_rank or any(d.size < 0 for d in shape.dim)
 
 
-def _walk(b: Body, node: node_def_pb2.NodeDef, start: str, known: set[str], dynamic: bool, branch: bool) -> Walk:
-    """BFS back from `start` as ExtractConstantSubgraph does; Shape of a batch-dependent tensor is walked into."""
+def _walk(b: Body, node: node_def_pb2.NodeDef, start: str, known: set[str], unknown: bool, branch: bool) -> Walk:
+    """BFS back from `start` as ExtractConstantSubgraph does; Shape of a tensor of unknown shape is walked into."""
     seen, queue = {start}, deque([start])
     kernels, const_args, data_args = 0, [], []
     while queue:
@@ -151,7 +157,7 @@ def _walk(b: Body, node: node_def_pb2.NodeDef, start: str, known: set[str], dyna
             data_args.append(name)
             continue
         kernels += 1
-        if n.op in SHAPE_OF and not dynamic:
+        if n.op in SHAPE_OF and not unknown:
             continue  # a fully known shape is materialised without walking further
         for p in b.data_inputs(n):
             if p not in seen:
