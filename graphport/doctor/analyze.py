@@ -80,6 +80,7 @@ class Analysis:
     branches: set[str] = field(default_factory=set)  # functions that are If/While branches or bodies
     dynamic_batch: bool = True
     unknown_shapes: bool = True  # some activation shapes are unknown: a dynamic batch, or a tf.cond's outputs
+    cond_hides_shapes: bool = False  # an If/While declares unknown output shapes
 
     def chains(self) -> Counter:
         """Hazardous chains inside functions by name, with counts: walks that hit weight arguments (each one a
@@ -113,10 +114,11 @@ def analyze(model: LoadedModel) -> Analysis:
     else:
         a.dynamic_batch = any(_placeholder_dynamic(n) for n in model.graph_def.node if n.op == "Placeholder")
     # An If/While with unknown output_shapes (onnx-tf's Pad) hides every shape downstream, even at a fixed batch.
-    a.unknown_shapes = a.dynamic_batch or any(
+    a.cond_hides_shapes = any(
         any(d.size < 0 for s in n.attr["output_shapes"].list.shape for d in s.dim)
         or any(s.unknown_rank for s in n.attr["output_shapes"].list.shape)
         for b in bodies for n in b.nodes.values() if n.op in IF_OPS | WHILE_OPS)
+    a.unknown_shapes = a.dynamic_batch or a.cond_hides_shapes
     const_args = _constant_args(model, bodies)
     a.weight_args = sum(len(v) for v in const_args.values())
     for b in bodies:

@@ -32,8 +32,9 @@ def print_analysis(console: Console, path: str, a: Analysis, risk: Risk) -> None
         console.print(t)
     if a.control_flow:
         ops = sorted({op for _, _, op in a.control_flow})
+        hidden = "; their output shapes are unknown, so every shape after them is too" if a.cond_hides_shapes else ""
         console.print(f"control flow: {len(a.control_flow)} {'/'.join(ops)} (tf.cond, e.g. onnx-tf's Pad) "
-                      f"re-inferred with the body")
+                      f"re-inferred with the body{hidden}")
     console.print(f"layout: {a.transposes} Transposes ({a.cancelling_transposes} in back-to-back pairs); "
                   f"{a.convs_after_transpose} of {a.convs} convs read a Transpose; {a.grouped_splits} grouped convs "
                   f"split per group; {a.trivial_splits} one-way Splits before convs")
