@@ -135,8 +135,10 @@ def _profile(args: argparse.Namespace) -> int:
         if args.phase in ("inference", "both"):
             t = Table(title=f"inference, batch {args.batch} (TF step stats, mean of {args.runs} runs)",
                       show_edge=False)
-            for col in ("Type", "#Occurrences", "Total self-time (us)", "% of host self-time"):
-                t.add_column(col, justify="left" if col == "Type" else "right")
+            t.add_column("Type", no_wrap=True, min_width=32)
+            t.add_column("#Occurrences", justify="right", no_wrap=True)
+            for col in ("Total self-time (us)", "% of host self-time"):
+                t.add_column(col, justify="right")
             for row in format_rows(profile_inference(model, args.backend, args.batch, args.runs)):
                 t.add_row(*row)
             console.print(t)

@@ -1,0 +1,107 @@
+"""Runtime backends, bench, profile and the batch picker, on the bundled example and the onnx-tf mini fixture."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import graphport
+from graphport.batching import pick_batch_size
+from graphport.cli import main
+from graphport.errors import GraphportError
+from graphport.example import EXAMPLE
+from graphport.runtime.backends import load
+
+DATA = Path(__file__).parent / "data"
+ONNXTF = DATA / "mini_onnxtf_dynamic_savedmodel"
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rt") / "out"
+    assert graphport.convert(EXAMPLE, d, batch_sizes=(1, 3)).ok
+    return d
+
+
+def _x(b):
+    return np.random.default_rng(b).standard_normal((b, 128, 96)).astype(np.float32)
+
+
+def test_every_backend_equals_ort_and_capi_equals_session_exactly(out):
+    x = _x(4)
+    ref = ort.InferenceSession(str(EXAMPLE), providers=["CPUExecutionProvider"]).run(None, {"melspectrogram": x})[0]
+    results = {}
+    for path, backend in [(out, "capi"), (out, "session"), (out, "tf2"), (out / "saved_model", "capi"),
+                          (out / "model.pb", "session"), (EXAMPLE, "onnxruntime")]:
+        sess = load(path, backend)
+        assert [i.name for i in sess.inputs] == ["melspectrogram"] and [o.name for o in sess.outputs] == ["output_0"]
+        results[(str(path), backend)] = sess.run({"melspectrogram": x})["output_0"]
+        sess.close()
+        assert np.abs(results[(str(path), backend)] - ref).max() <= 1e-4
+    assert np.array_equal(results[(str(out), "capi")], results[(str(out), "session")]), "same TF kernels"
+
+
+def test_onnxtf_savedmodel_runs_in_capi_and_tf2():
+    x = _x(2)
+    a = load(ONNXTF, "capi").run({"melspectrogram": x})["output_0"]
+    b = load(ONNXTF, "tf2").run({"melspectrogram": x})["output_0"]
+    assert a.shape == (2, 10) and np.abs(a - b).max() <= 1e-5
+
+
+@pytest.mark.parametrize("feeds, needle", [
+    ({"melspectrogram": np.zeros((2, 128, 95), np.float32)}, "must have shape"),
+    ({"melspectrogram": np.zeros((0, 128, 96), np.float32)}, "batch size 0"),
+    ({"melspectrogram": np.zeros((1, 128, 96), np.float64)}, "must be float32"),
+    ({"spectrogram": np.zeros((1, 128, 96), np.float32)}, "missing"),
+])
+def test_bad_feeds_are_clear_errors(out, feeds, needle):
+    with pytest.raises(GraphportError, match=needle):
+        load(out, "capi").run(feeds)
+
+
+def test_nan_and_inf_propagate_like_ort(out):
+    x = _x(2)
+    x[0, 3, 4], x[1, 0, 0] = np.nan, np.inf
+    ref = ort.InferenceSession(str(EXAMPLE), providers=["CPUExecutionProvider"]).run(None, {"melspectrogram": x})[0]
+    got = load(out, "capi").run({"melspectrogram": x})["output_0"]
+    assert np.array_equal(np.isnan(ref), np.isnan(got))
+
+
+def test_capi_reports_tf_errors():
+    from graphport.runtime.capi import CAPIError, CAPISession
+
+    with pytest.raises(CAPIError, match="TF_GraphImportGraphDef"):
+        CAPISession(EXAMPLE)  # an ONNX file is not a GraphDef
+
+
+def test_bench_reports_timeout_instead_of_hanging(out, tmp_path, capsys):
+    report = tmp_path / "b.json"
+    rc = main(["bench", str(out), "--vs", str(ONNXTF), "--backends", "capi,essentia", "--batch-sizes", "1,4",
+               "--repeat", "2", "--timeout", "20", "--json", str(report)])
+    rows = json.loads(report.read_text())
+    assert rc == 0
+    ours = {r["backend"]: r for r in rows if r["model"] == str(out)}
+    theirs = {r["backend"]: r for r in rows if r["model"] == str(ONNXTF)}
+    assert ours["capi"]["status"] == "ok" and ours["capi"]["load_s"] < 1.0
+    assert ours["essentia"]["status"] == "ok" and ours["essentia"]["load_s"] < 1.0
+    assert "timed out" in theirs["essentia"]["status"]  # 117 s in libtensorflow 2.5: reported, not waited on
+    assert theirs["capi"]["status"] == "ok"
+
+
+def test_profile_prints_op_table(out, capsys):
+    assert main(["profile", str(out), "--backend", "capi", "--phase", "both", "--batch", "4", "--runs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "#Occurrences" in text and "Conv2D" in text and "first_run" in text
+
+
+def test_pick_batch_size_respects_budget(out):
+    sess = load(out, "capi")
+    free = pick_batch_size(sess, max_batch=64)
+    assert free.batch >= 1 and free.patches_per_s > 0 and "patches/s" in free.explain()
+    probes = {p.batch: p.peak_bytes for p in free.probes}
+    tight_budget = probes[1] + (probes[max(probes)] - probes[1]) // 4
+    tight = pick_batch_size(sess, budget=tight_budget, max_batch=64, knee_gain=-1.0)
+    assert tight.peak_bytes <= tight_budget
+    assert tight.batch < max(probes)
