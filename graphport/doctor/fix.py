@@ -101,7 +101,7 @@ def flatten(model: LoadedModel) -> FixResult:
     out_keys = list(out_struct) if isinstance(out_struct, dict) else [f"output_{i}" for i in range(len(frozen.outputs))]
     outputs = dict(zip(out_keys, [t.name for t in frozen.outputs]))
     keep = in_keys + [t.split(":")[0] for t in outputs.values()]
-    for _ in range(4):
+    for _ in range(4):  # each round can expose more: a folded predicate resolves a Switch, which frees more folds
         gd = _grappler(gd, list(outputs.values()))
         gd, folded = fold_constants(gd)
         gd, switches = prune_dead_branches(gd)
