@@ -112,6 +112,18 @@ def test_fix_needs_an_output_and_refuses_to_overwrite(tmp_path, fixed):
         write(flatten(load(fixed / "model.pb")), fixed)
 
 
+def test_a_model_that_differs_is_not_written(tmp_path):
+    from collections import Counter
+
+    from graphport.doctor.fix import FixResult
+    from graphport.doctor.load import VerificationFailed
+
+    result = FixResult(tf.compat.v1.GraphDef(), {"x": [None, 4]}, ["y"], Counter(), Counter(), {1: 0.0, 64: 2e-5})
+    with pytest.raises(VerificationFailed, match="differs") as e:
+        write(result, tmp_path / "out")
+    assert e.value.exit_code == 1 and not list(tmp_path.iterdir())
+
+
 def _two_meta_graphs(path: Path) -> None:
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
         x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
