@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--onednn", choices=("on", "off", "both"), default="on",
                    help="TF_ENABLE_ONEDNN_OPTS for the TF backends")
     b.add_argument("--json", help="write the measurements as JSON here")
+    b.add_argument("--report", help="write plots here: .png, or .html with the plots embedded")
     b.add_argument("--batch", choices=("auto",), help="pick the batch size from free memory and throughput")
     b.add_argument("--memory-budget", type=float, help="GiB of peak process memory for --batch auto "
                    "(default: half the free memory)")
@@ -113,6 +114,10 @@ def _bench(args: argparse.Namespace) -> int:
                   + "; Essentia's libtensorflow 2.5 runs with it off (on, it miscomputes strided SAME convs).")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    if args.report:
+        from graphport.report import write_report
+
+        console.print(f"plots: {write_report(rows, args.report)}")
     return 0 if all(r.get("status") == "ok" or "timed out" in r.get("status", "") for r in rows) else 1
 
 

@@ -122,11 +122,10 @@ def _child(path: str, backend: str) -> dict:
         sess.run([o.tensor for o in info.outputs], {tensors[k]: v for k, v in feeds.items()})
         phases["first_run_s"] = time.perf_counter() - t1
     else:
-        if backend == "capi":
-            from graphport.runtime.capi import lib
+        from graphport.runtime.backends import warm_up
 
-            lib()
-            t0 = time.perf_counter()
+        warm_up(backend)
+        t0 = time.perf_counter()
         s = load(path, backend)
         phases["restore_or_import_and_session_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()

@@ -172,6 +172,18 @@ _CLASSES = {"capi": CAPIBackend, "session": TFSessionBackend, "tf2": TF2Backend,
             "essentia": EssentiaBackend}
 
 
+def warm_up(backend: str) -> None:
+    """Import the backend's libraries: interpreter and library start-up are not part of a model's load time."""
+    if backend == "capi":
+        from graphport.runtime.capi import lib
+
+        lib()
+    elif backend in ("session", "tf2"):
+        import tensorflow  # noqa: F401
+    elif backend == "onnxruntime":
+        import onnxruntime  # noqa: F401
+
+
 def load(path: str | os.PathLike, backend: str = "auto") -> Session:
     """Open `path` with `backend` ('auto': onnxruntime for .onnx, tf2 for a SavedModel, capi for a .pb)."""
     p = Path(path)

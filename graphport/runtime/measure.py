@@ -34,12 +34,9 @@ def feeds_for(inputs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_budget: int | None = None,
             auto: bool = False) -> dict:
-    from graphport.runtime.backends import load
+    from graphport.runtime.backends import load, warm_up
 
-    if backend == "capi":  # dlopen of the 1 GB library is process start-up, not model load
-        from graphport.runtime.capi import lib
-
-        lib()
+    warm_up(backend)
     t0 = time.perf_counter()
     sess = load(path, backend)
     load_s = time.perf_counter() - t0
