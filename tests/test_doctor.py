@@ -96,6 +96,25 @@ def test_graphport_output_is_not_flagged(tmp_path):
     assert doctor_flags(tmp_path / "out" / "saved_model") == []
 
 
+def test_pb_with_functions_is_flagged_and_flattened(tmp_path):
+    w = tf.constant(np.arange(12, dtype=np.float32).reshape(4, 3))
+
+    @tf.function
+    def inner(x, w):
+        return tf.reshape(tf.matmul(x, w), [-1, tf.shape(w)[1] * 1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def outer(x):
+        return tf.nn.relu(inner(x, w))
+
+    path = tmp_path / "f.pb"
+    path.write_bytes(outer.get_concrete_function().graph.as_graph_def().SerializeToString())
+    flags = doctor_flags(path)
+    assert any("Reshape" in f for f in flags) and any("weights passed as function arguments" in f for f in flags)
+    assert _doctor(str(path), "--fix", "-o", str(tmp_path / "out")) == 0
+    assert doctor_flags(tmp_path / "out" / "model.pb") == []
+
+
 @pytest.mark.parametrize("content", [b"hello, this is not a model\n" * 10, b"", EXAMPLE.read_bytes()])
 def test_not_a_tf_model(tmp_path, content):
     path = tmp_path / "model.pb"
