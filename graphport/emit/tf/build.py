@@ -36,12 +36,18 @@ def build_graph_def(graph: Graph) -> Emitted:
     outputs = {n: tf_name(n) for n in graph.outputs}
     g = tf.Graph()
     ctx = EmitContext(graph, set(inputs.values()) | set(outputs.values()))
-    declined = []
+    declined: list[tuple[str, str, int, str]] = []
     with g.as_default():
         for name in graph.inputs:
             v = graph.values[name]
+            try:
+                dtype = tf.as_dtype(v.dtype)
+            except TypeError:  # nodes that read it are skipped below, so the model is refused as a whole
+                why = f"element type {v.dtype} has no TF dtype" if v.dtype is not None else "not a tensor"
+                declined.append(("graph input", name, graph.opset, why))
+                continue
             shape = None if v.shape is None else [d if isinstance(d, int) else None for d in v.shape]
-            ctx.set(name, tf.compat.v1.placeholder(tf.as_dtype(v.dtype), shape, name=inputs[name]))
+            ctx.set(name, tf.compat.v1.placeholder(dtype, shape, name=inputs[name]))
         for node in graph.nodes:
             if declined and any(i and i not in ctx.tensors and ctx.const(i) is None for i in node.inputs):
                 continue

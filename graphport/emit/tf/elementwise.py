@@ -7,6 +7,7 @@ from functools import reduce
 
 import numpy as np
 import tensorflow as tf
+from onnx import helper
 
 from graphport.emit.tf.context import EmitContext, Perm
 from graphport.emit.tf.registry import Decline, op
@@ -72,8 +73,14 @@ def mean(ctx: EmitContext, node: Node) -> None:
 @op("Mod")
 def mod(ctx: EmitContext, node: Node) -> None:
     (a, b), perm = aligned(ctx, node.inputs)
-    fmod = node.attrs.get("fmod", 0) or a.dtype.is_floating
-    ctx.set(node.outputs[0], tf.math.truncatemod(a, b) if fmod else tf.math.floormod(a, b), perm)
+    # Before Mod-28 floats required fmod=1; from 28 on fmod=0 floors for floats too
+    trunc = node.attrs.get("fmod", 0) or (a.dtype.is_floating and ctx.graph.opset < 28)
+    fn = tf.truncatemod if trunc else tf.math.floormod
+    if a.dtype in (tf.float16, tf.bfloat16) or (trunc and a.dtype not in (tf.int32, tf.int64, tf.float32, tf.float64)):
+        wide = tf.float32 if a.dtype.is_floating else tf.int64  # TF lacks CPU kernels for these; computed wider, rounded once
+        ctx.set(node.outputs[0], tf.cast(fn(tf.cast(a, wide), tf.cast(b, wide)), a.dtype), perm)
+        return
+    ctx.set(node.outputs[0], fn(a, b), perm)
 
 
 @op("Where")
@@ -177,27 +184,37 @@ def clip(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], y, ctx.perm(node.inputs[0]))
 
 
+# Element types TF has no dtype or no Cast kernel for: declined at conversion rather than failing at run time.
+_NO_TF_CAST = {"int2", "uint2", "int4", "uint4", "float4_e2m1fn", "float8_e4m3fnuz", "float8_e5m2fnuz",
+               "float8_e8m0fnu"}
+_FLOAT8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}  # largest finite values
+
+
+def _cast(ctx: EmitContext, node: Node, x: tf.Tensor, to: np.dtype) -> None:
+    """ONNX Cast semantics on TF's Cast, which lacks ONNX's saturating float8 conversion."""
+    src, dst = np.dtype(x.dtype.as_numpy_dtype), np.dtype(to)
+    # TF's only 4-bit kernels are integer casts; keep the exact ones (to a wider int of a sign that holds them all)
+    widening = (src.name == "int4" and dst.kind == "i") or (src.name == "uint4" and dst.kind in "iu")
+    for dt in (src, dst):
+        if dt.kind in "OSU" or (dt.name in _NO_TF_CAST and not widening):
+            raise Decline(f"casts from {src.name} to {dst.name} (TF cannot represent or cast them)")
+    dtype = tf.as_dtype(to)
+    if dtype.name in _FLOAT8_MAX and x.dtype.is_floating and node.attrs.get("saturate", 1):
+        if x.dtype.name.startswith("float8"):  # TF compares no float8; float32 holds them exactly
+            x = tf.cast(x, tf.float32)
+        top = tf.constant(_FLOAT8_MAX[dtype.name], x.dtype)  # out of range and +-inf saturate; NaN stays
+        x = tf.where(x > top, top, tf.where(x < -top, -top, x))
+    ctx.set(node.outputs[0], tf.cast(x, dtype), ctx.perm(node.inputs[0]))
+
+
 @op("Cast")
 def cast(ctx: EmitContext, node: Node) -> None:
-    from onnx import helper
-
-    to = helper.tensor_dtype_to_np_dtype(node.attrs["to"])
-    try:
-        dtype = tf.as_dtype(to)
-    except TypeError as e:
-        raise Decline(f"cast to {to}") from e
-    x = ctx.raw(node.inputs[0])
-    if x.dtype == tf.string or dtype == tf.string:
-        raise Decline("casts from or to strings")
-    ctx.set(node.outputs[0], tf.cast(x, dtype), ctx.perm(node.inputs[0]))
+    _cast(ctx, node, ctx.raw(node.inputs[0]), helper.tensor_dtype_to_np_dtype(node.attrs["to"]))
 
 
 @op("CastLike")
 def cast_like(ctx: EmitContext, node: Node) -> None:
-    x, target = ctx.raw(node.inputs[0]), ctx.raw(node.inputs[1])
-    if x.dtype == tf.string or target.dtype == tf.string:
-        raise Decline("casts from or to strings")
-    ctx.set(node.outputs[0], tf.cast(x, target.dtype), ctx.perm(node.inputs[0]))
+    _cast(ctx, node, ctx.raw(node.inputs[0]), ctx.raw(node.inputs[1]).dtype.as_numpy_dtype)
 
 
 @op("Dropout")

@@ -21,23 +21,37 @@ _REDUCERS = {
 }
 
 
+_BOOL_REDUCERS = {"ReduceMax": tf.reduce_any, "ReduceMin": tf.reduce_all}  # max/min over booleans
+
+
 @op(*_REDUCERS)
 def reduce_(ctx: EmitContext, node: Node) -> None:
     fn, since = _REDUCERS[node.op_type]
     name = node.inputs[0]
     rank = ctx.rank(name)
-    axes = axes_of(ctx, node, since)
     keep = bool(node.attrs.get("keepdims", 1))
-    if not axes:
-        if axes is not None or node.attrs.get("noop_with_empty_axes", 0):
-            ctx.set(node.outputs[0], tf.identity(ctx.raw(name)), ctx.perm(name))
-            return
-        axes = list(range(rank))
-    axes = sorted({a % rank for a in axes})
-    perm = ctx.perm(name) or tuple(range(rank))
     x = ctx.raw(name)
     if x.dtype == tf.bool:
-        raise Decline("reductions over booleans")
+        if node.op_type not in _BOOL_REDUCERS:
+            raise Decline(f"{node.op_type} over booleans")
+        fn = _BOOL_REDUCERS[node.op_type]
+    if ctx.graph.opset >= since and len(node.inputs) > 1 and node.inputs[1] and ctx.const(node.inputs[1]) is None:
+        axes_t = ctx.onnx_order(node.inputs[1])
+        n = axes_t.shape.num_elements()
+        if n is None:
+            raise Decline("runtime axes of unknown length (the output rank would be unknown)")
+        if n:  # ONNX axes number the ONNX layout; TF takes negative axes too
+            y = fn(ctx.onnx_order(name), axis=tf.reshape(axes_t, [-1]), keepdims=keep)
+            y.set_shape([None] * (rank if keep else rank - n))
+            ctx.set(node.outputs[0], y)
+            return
+        axes: list[int] | None = []
+    else:
+        axes = axes_of(ctx, node, since)
+    if not axes:  # no axes reduce all, or with noop_with_empty_axes none (ReduceSumSquare then just squares)
+        axes = [] if node.attrs.get("noop_with_empty_axes", 0) else list(range(rank))
+    axes = sorted({a % rank for a in axes})
+    perm = ctx.perm(name) or tuple(range(rank))
     y = fn(x, axis=[perm.index(a) for a in axes], keepdims=keep)
     if keep:
         ctx.set(node.outputs[0], y, ctx.perm(name))

@@ -17,6 +17,26 @@ def _opt(node: Node, k: int) -> str:
     return node.inputs[k] if len(node.inputs) > k else ""
 
 
+def runtime_input(ctx: EmitContext, node: Node, k: int) -> bool:
+    """Whether optional input `k` is given and only known at run time."""
+    return bool(_opt(node, k)) and ctx.const(node.inputs[k]) is None
+
+
+def runtime_vector(ctx: EmitContext, name: str) -> tuple[tf.Tensor, int]:
+    """A runtime int vector as int64 with its static length (Decline when unknown: output ranks would be too)."""
+    t = tf.reshape(tf.cast(ctx.onnx_order(name), tf.int64), [-1])
+    n = t.shape.num_elements()
+    if n is None:
+        raise Decline(f"runtime input '{name}' of unknown length")
+    return t, n
+
+
+def _axis_mask(axes: tf.Tensor, rank: int) -> tf.Tensor:
+    """[rank] bool: which axes of a rank-`rank` tensor the (possibly negative) runtime `axes` name."""
+    axes = tf.where(axes < 0, axes + rank, axes)
+    return tf.reduce_any(tf.equal(tf.range(rank, dtype=tf.int64)[:, None], axes[None, :]), axis=1)
+
+
 def axes_of(ctx: EmitContext, node: Node, since: int, k: int = 1) -> list[int] | None:
     """Axes from the attribute (opsets before `since`) or from input `k` (which must be a constant)."""
     if ctx.graph.opset < since:
@@ -28,7 +48,15 @@ def shape_operand(ctx: EmitContext, name: str, x: tf.Tensor | None = None, allow
     """A Reshape-style target: plain ints where known (one symbol becomes -1), else a runtime int64 vector."""
     arr = ctx.const(name)
     if arr is None:
-        return tf.cast(ctx.onnx_order(name), tf.int64)
+        target = tf.cast(ctx.onnx_order(name), tf.int64)
+        if x is None or allow_zero:
+            return target
+        n = target.shape.num_elements()
+        if n is None:
+            raise Decline(f"runtime shape '{name}' of unknown length")
+        # 0 copies the input's dim there; a 0 past the input's rank is invalid ONNX and stays 0
+        copied = tf.concat([tf.shape(x, out_type=tf.int64), tf.zeros([n], tf.int64)], 0)[:n]
+        return tf.where(tf.equal(target, 0), copied, target)
     vals = list(arr.ravel())
     if x is not None and not allow_zero:
         in_shape = x.shape.as_list()
@@ -85,6 +113,13 @@ def transpose(ctx: EmitContext, node: Node) -> None:
 @op("Squeeze")
 def squeeze(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
+    if ctx.graph.opset >= 13 and runtime_input(ctx, node, 1):  # drop the named dims; Reshape fails if one isn't 1
+        axes_t, n = runtime_vector(ctx, node.inputs[1])
+        dims = tf.boolean_mask(tf.shape(x, out_type=tf.int64), tf.logical_not(_axis_mask(axes_t, x.shape.rank)))
+        y = tf.reshape(x, dims)
+        y.set_shape([None] * (x.shape.rank - n))
+        ctx.set(node.outputs[0], y)
+        return
     axes = axes_of(ctx, node, 13)
     if axes is None:
         axes = [i for i, d in enumerate(x.shape.as_list()) if d == 1]
@@ -94,6 +129,16 @@ def squeeze(ctx: EmitContext, node: Node) -> None:
 @op("Unsqueeze")
 def unsqueeze(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
+    if ctx.graph.opset >= 13 and runtime_input(ctx, node, 1):  # 1 at the named output axes, input dims between
+        axes_t, n = runtime_vector(ctx, node.inputs[1])
+        rank = x.shape.rank + n
+        new = _axis_mask(axes_t, rank)
+        src = tf.cumsum(1 - tf.cast(new, tf.int64)) - 1
+        dims = tf.concat([tf.shape(x, out_type=tf.int64), [1]], 0)
+        y = tf.reshape(x, tf.where(new, tf.ones([rank], tf.int64), tf.gather(dims, tf.maximum(src, 0))))
+        y.set_shape([None] * rank)
+        ctx.set(node.outputs[0], y)
+        return
     axes = axes_of(ctx, node, 13)
     rank = x.shape.rank + len(axes)
     for a in sorted(a % rank for a in axes):
@@ -135,6 +180,9 @@ def slice_(ctx: EmitContext, node: Node) -> None:
     if ctx.graph.opset < 10:
         starts, ends = node.attrs["starts"], node.attrs["ends"]
         axes, steps = node.attrs.get("axes", list(range(len(starts)))), [1] * len(starts)
+    elif any(runtime_input(ctx, node, k) for k in range(1, 5)):
+        ctx.set(node.outputs[0], _runtime_slice(ctx, node, x))
+        return
     else:
         starts, ends = (list(ctx.static(node.inputs[k]).ravel()) for k in (1, 2))
         axes = list(ctx.static(_opt(node, 3)).ravel()) if _opt(node, 3) else list(range(len(starts)))
@@ -150,6 +198,28 @@ def slice_(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], x[tuple(index)])
 
 
+def _runtime_slice(ctx: EmitContext, node: Node, x: tf.Tensor) -> tf.Tensor:
+    """Slice with runtime starts/ends/axes/steps: ONNX's clamping computed in-graph, then one Gather per axis
+    (strided_slice would read a clamped end of -1 as 'the last element')."""
+    rank = x.shape.rank
+    starts, n = runtime_vector(ctx, node.inputs[1])
+    ends = runtime_vector(ctx, node.inputs[2])[0]
+    axes = runtime_vector(ctx, node.inputs[3])[0] if _opt(node, 3) else tf.range(n, dtype=tf.int64)
+    steps = runtime_vector(ctx, node.inputs[4])[0] if _opt(node, 4) else tf.ones([n], tf.int64)
+    dims = tf.shape(x, out_type=tf.int64)
+    for i in range(n):
+        axis = tf.where(axes[i] < 0, axes[i] + rank, axes[i])
+        dim, step = tf.gather(dims, axis), steps[i]
+        s = tf.where(starts[i] < 0, starts[i] + dim, starts[i])
+        e = tf.where(ends[i] < 0, ends[i] + dim, ends[i])
+        forward = step > 0
+        s = tf.where(forward, tf.clip_by_value(s, 0, dim), tf.clip_by_value(s, 0, dim - 1))
+        e = tf.where(forward, tf.clip_by_value(e, 0, dim), tf.clip_by_value(e, -1, dim - 1))
+        x = tf.gather(x, tf.range(s, e, step), axis=axis)
+    x.set_shape([None] * rank)
+    return x
+
+
 @op("Split")
 def split(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
@@ -157,7 +227,11 @@ def split(ctx: EmitContext, node: Node) -> None:
     if ctx.graph.opset < 13:
         sizes = node.attrs.get("split")
     else:
-        sizes = [int(v) for v in ctx.static(node.inputs[1])] if _opt(node, 1) else None
+        sizes = None
+        if runtime_input(ctx, node, 1):  # SplitV takes runtime sizes; their count is the number of outputs
+            sizes = runtime_vector(ctx, node.inputs[1])[0]
+        elif _opt(node, 1):
+            sizes = [int(v) for v in ctx.static(node.inputs[1])]
     n = len(node.outputs)
     if sizes is None:
         dim = x.shape[axis]
@@ -165,7 +239,7 @@ def split(ctx: EmitContext, node: Node) -> None:
             raise Decline("an even Split over a dynamic axis")
         chunk = -(-dim // n)
         sizes = [min(chunk, dim - i * chunk) for i in range(n)]
-    for name, part in zip(node.outputs, tf.split(x, sizes, axis=axis)):
+    for name, part in zip(node.outputs, tf.split(x, sizes, axis=axis, num=n)):
         ctx.set(name, part)
 
 
@@ -205,39 +279,58 @@ def pad(ctx: EmitContext, node: Node) -> None:
     rank = x.shape.rank
     mode = node.attrs.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    if ctx.graph.opset < 11:
-        pads, value = list(node.attrs.get("pads", node.attrs.get("paddings"))), node.attrs.get("value", 0.0)
-        axes = list(range(rank))
-    else:
-        pads = [int(p) for p in ctx.static(node.inputs[1])]
-        value = ctx.static(_opt(node, 2)).item() if _opt(node, 2) else 0
-        axes = [int(a) % rank for a in ctx.static(_opt(node, 3))] if _opt(node, 3) else list(range(rank))
-    if min(pads) < 0:
-        raise Decline("negative pads (cropping)")
-    n = len(axes)
-    paddings = [[0, 0] for _ in range(rank)]
-    for i, a in enumerate(axes):
-        paddings[a] = [pads[i], pads[i + n]]
-    if mode not in ("constant", "reflect", "edge"):
+    if mode not in ("constant", "reflect", "edge", "wrap"):
         raise Decline(f"Pad mode '{mode}'")
-    if mode == "edge":
-        y = _edge_pad(x, paddings)
-    elif mode == "reflect":
-        y = tf.pad(x, paddings, mode="REFLECT")
+    value = tf.constant(0, x.dtype)
+    if ctx.graph.opset < 11:
+        pads = list(node.attrs.get("pads", node.attrs.get("paddings")))
+        value = tf.constant(node.attrs.get("value", 0.0), x.dtype)
+        paddings = [[pads[a], pads[a + rank]] for a in range(rank)]
     else:
-        y = tf.pad(x, paddings, constant_values=tf.constant(value, x.dtype))
-    ctx.set(node.outputs[0], y)
+        if _opt(node, 2):
+            value = tf.cast(tf.reshape(ctx.onnx_order(node.inputs[2]), []), x.dtype)
+        if runtime_input(ctx, node, 1) or runtime_input(ctx, node, 3):
+            paddings = _runtime_paddings(ctx, node, rank)
+        else:
+            pads = [int(p) for p in ctx.static(node.inputs[1])]
+            axes = [int(a) % rank for a in ctx.static(_opt(node, 3))] if _opt(node, 3) else list(range(rank))
+            paddings = [[0, 0] for _ in range(rank)]
+            for i, a in enumerate(axes):
+                paddings[a] = [pads[i], pads[i + len(axes)]]
+    if mode in ("edge", "wrap"):  # negative pads crop here, exactly as ONNX's
+        ctx.set(node.outputs[0], _index_pad(x, paddings, mode == "wrap"))
+        return
+    if isinstance(paddings, list) and min(min(p) for p in paddings) < 0:
+        raise Decline("negative pads (cropping)")  # at run time TF's Pad rejects them with an error instead
+    ctx.set(node.outputs[0], tf.pad(x, paddings, mode="REFLECT" if mode == "reflect" else "CONSTANT",
+                                    constant_values=value if mode == "constant" else 0))
 
 
-def _edge_pad(x: tf.Tensor, paddings: list[list[int]]) -> tf.Tensor:
-    """Edge (replicate) padding, which TF's Pad lacks: gather each padded axis with clamped indices."""
-    for axis, (b, e) in enumerate(paddings):
-        if not b and not e:
-            continue
+def _runtime_paddings(ctx: EmitContext, node: Node, rank: int) -> tf.Tensor:
+    """[rank, 2] paddings from runtime pads (begins then ends) over the optional, possibly runtime, axes."""
+    pads, n2 = runtime_vector(ctx, node.inputs[1])
+    pairs = tf.transpose(tf.reshape(pads, [2, n2 // 2]))
+    if not _opt(node, 3):
+        return pairs
+    axes = runtime_vector(ctx, node.inputs[3])[0]
+    axes = tf.where(axes < 0, axes + rank, axes)
+    return tf.scatter_nd(axes[:, None], pairs, tf.constant([rank, 2], tf.int64))
+
+
+def _index_pad(x: tf.Tensor, paddings: list[list[int]] | tf.Tensor, wrap: bool) -> tf.Tensor:
+    """Edge and wrap padding, which TF's Pad lacks: gather each axis at clamped (edge) or cyclic (wrap) indices."""
+    for axis in range(x.shape.rank):
+        b, e = paddings[axis][0], paddings[axis][1]
         dim = x.shape[axis]
-        if dim is None:
-            raise Decline("edge Pad over a dynamic axis")
-        x = tf.gather(x, tf.constant(np.clip(np.arange(-b, dim + e), 0, dim - 1), tf.int64), axis=axis)
+        if isinstance(b, int) and dim is not None:
+            if not b and not e:
+                continue
+            idx = np.arange(-b, dim + e)
+            x = tf.gather(x, tf.constant(idx % dim if wrap else np.clip(idx, 0, dim - 1), tf.int64), axis=axis)
+            continue
+        dim = tf.shape(x, out_type=tf.int64)[axis]
+        idx = tf.range(-tf.cast(b, tf.int64), dim + tf.cast(e, tf.int64))
+        x = tf.gather(x, tf.math.floormod(idx, dim) if wrap else tf.clip_by_value(idx, 0, dim - 1), axis=axis)
     return x
 
 
