@@ -74,6 +74,7 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
             saving = pool.submit(write_saved_model, emitted, graph, tmp / "saved_model")
             result = _verify(onnx_bytes, graph, emitted, batch_sizes, atol, rtol) if verify_outputs else None
             names = saving.result()
+        _doctor_gate(tmp)
         report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result)
         report.metadata = _metadata(graph, emitted, names, source, proto, report)
         report.seconds = time.perf_counter() - start
@@ -88,6 +89,15 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
         return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _doctor_gate(out: Path) -> None:
+    """graphport's own output must pass the same checks `doctor` applies to slow-loading models."""
+    from graphport.doctor import doctor_flags
+
+    flags = doctor_flags(out / "model.pb") + doctor_flags(out / "saved_model")
+    if flags:
+        raise RuntimeError("internal: doctor flags graphport's own output: " + "; ".join(flags))
 
 
 def _verify(onnx_bytes: bytes, graph, emitted, batch_sizes, atol: float, rtol: float) -> VerifyResult:
