@@ -28,18 +28,18 @@ def write_pb(emitted: Emitted, path: Path) -> None:
     path.write_bytes(emitted.graph_def.SerializeToString())
 
 
-def write_saved_model(emitted: Emitted, graph: Graph, path: Path) -> dict:
-    """Save a TF2 SavedModel callable as `m(<input>=x)`; return the C API tensor names of its serving signature."""
-    args = [py_identifier(n) for n in graph.inputs]
-    keys = [py_identifier(n) for n in graph.outputs]
-    specs = []
-    for name, arg in zip(graph.inputs, args):
-        v = graph.values[name]
-        shape = None if v.shape is None else [d if isinstance(d, int) else None for d in v.shape]
-        specs.append(tf.TensorSpec(shape, tf.as_dtype(v.dtype), name=arg))
-    input_map_keys = [f"{emitted.inputs[n]}:0" for n in graph.inputs]
-    fetches = [f"{emitted.outputs[n]}:0" for n in graph.outputs]
-    graph_def = emitted.graph_def
+def save_flat_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: list[str], path: Path,
+                          keys: list[str] | None = None) -> dict:
+    """Save a flat GraphDef as a TF2 SavedModel callable as `m(<arg>=x)`.
+
+    `inputs` maps Placeholder op names to specs (the spec's name is the keyword argument), `outputs` lists op
+    names, `keys` the signature's output keys. Returns the C API tensor names of the serving signature, read back
+    from what was written: {"inputs": {op: tensor}, "outputs": {op: tensor}}.
+    """
+    keys = keys or [py_identifier(o) for o in outputs]
+    args = [spec.name for spec in inputs.values()]
+    input_map_keys = [f"{op}:0" for op in inputs]
+    fetches = [f"{op}:0" for op in outputs]
 
     def body(*tensors):
         outs = tf.graph_util.import_graph_def(graph_def, input_map=dict(zip(input_map_keys, tensors)),
@@ -48,21 +48,30 @@ def write_saved_model(emitted: Emitted, graph: Graph, path: Path) -> dict:
 
     body.__signature__ = inspect.Signature(
         [inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD) for a in args])
-    fn = tf.function(body, input_signature=specs)
+    fn = tf.function(body, input_signature=list(inputs.values()))
     module = tf.Module()
     module.__call__ = fn
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
-    return serving_names(path, graph, args, keys)
-
-
-def serving_names(path: Path, graph: Graph, args: list[str], keys: list[str]) -> dict:
-    """Read back what a C API host must pass: the signature's tensor names, as written."""
     sm = saved_model_pb2.SavedModel()
     sm.ParseFromString((path / "saved_model.pb").read_bytes())
     sig = sm.meta_graphs[0].signature_def["serving_default"]
+    return {"inputs": {op: sig.inputs[a].name for op, a in zip(inputs, args)},
+            "outputs": {op: sig.outputs[k].name for op, k in zip(outputs, keys)}}
+
+
+def write_saved_model(emitted: Emitted, graph: Graph, path: Path) -> dict:
+    """The converter's SavedModel; returns, per ONNX name, the keyword argument or output key and its C API tensor."""
+    specs = {}
+    for name in graph.inputs:
+        v = graph.values[name]
+        shape = None if v.shape is None else [d if isinstance(d, int) else None for d in v.shape]
+        specs[emitted.inputs[name]] = tf.TensorSpec(shape, tf.as_dtype(v.dtype), name=py_identifier(name))
+    keys = [py_identifier(n) for n in graph.outputs]
+    names = save_flat_saved_model(emitted.graph_def, specs, [emitted.outputs[n] for n in graph.outputs], path, keys)
     return {
-        "inputs": {n: {"argument": a, "tensor": sig.inputs[a].name} for n, a in zip(graph.inputs, args)},
-        "outputs": {n: {"key": k, "tensor": sig.outputs[k].name} for n, k in zip(graph.outputs, keys)},
+        "inputs": {n: {"argument": py_identifier(n), "tensor": names["inputs"][emitted.inputs[n]]}
+                   for n in graph.inputs},
+        "outputs": {n: {"key": k, "tensor": names["outputs"][emitted.outputs[n]]} for n, k in zip(graph.outputs, keys)},
     }
 
 
