@@ -13,8 +13,12 @@ from graphport.ir.graph import Node
 
 @op("Conv")
 def conv(ctx: EmitContext, node: Node) -> None:
-    w = ctx.static(node.inputs[1])
-    bias = ctx.static(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    w = ctx.const(node.inputs[1])
+    if w is None:  # runtime weights: only the plain (ungrouped) kernels take a filter tensor
+        w = ctx.onnx_order(node.inputs[1])
+        if None in w.shape.as_list() or node.attrs.get("group", 1) != 1:
+            raise Decline("runtime weights of a grouped convolution or of unknown shape")
+    has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
     spatial = w.ndim - 2
     if spatial not in (1, 2, 3):
         raise Decline(f"{spatial}-D convolution")
@@ -27,14 +31,14 @@ def conv(ctx: EmitContext, node: Node) -> None:
         strides, dilations, kernel, begin, end = [1] + strides, [1] + dilations, [1] + kernel, [0] + begin, [0] + end
     x, padding = padding_mode(x, begin, end, kernel, strides, dilations)
     y = _grouped(x, w, node.attrs.get("group", 1), strides, dilations, padding)
-    if bias is not None:
-        y = tf.nn.bias_add(y, tf.constant(bias.astype(w.dtype)))
+    if has_bias:
+        y = tf.nn.bias_add(y, tf.cast(ctx.onnx_order(node.inputs[2]), y.dtype))
     if spatial == 1:
         y = tf.squeeze(y, [1])
     ctx.set(node.outputs[0], y, channels_last(spatial + 2))
 
 
-def _grouped(x: tf.Tensor, w: np.ndarray, group: int, strides: list[int], dilations: list[int],
+def _grouped(x: tf.Tensor, w: np.ndarray | tf.Tensor, group: int, strides: list[int], dilations: list[int],
              padding: str) -> tf.Tensor:
     """group 1: Conv2D/Conv3D; one group per input channel: DepthwiseConv2dNative; otherwise split + concat."""
     cout, cin_g = w.shape[:2]
@@ -54,12 +58,16 @@ def _grouped(x: tf.Tensor, w: np.ndarray, group: int, strides: list[int], dilati
     return tf.concat([_dense(p, wg, strides, dilations, padding) for p, wg in zip(parts, ws)], axis=-1)
 
 
-def _dense(x: tf.Tensor, w: np.ndarray, strides: list[int], dilations: list[int], padding: str) -> tf.Tensor:
-    filt = tf.constant(np.transpose(w, (*range(2, w.ndim), 1, 0)))
+def _dense(x: tf.Tensor, w: np.ndarray | tf.Tensor, strides: list[int], dilations: list[int],
+           padding: str) -> tf.Tensor:
+    order = (*range(2, w.ndim), 1, 0)
+    filt = tf.constant(np.transpose(w, order)) if isinstance(w, np.ndarray) else tf.transpose(w, order)
     if w.ndim == 4:
         return tf.raw_ops.Conv2D(input=x, filter=filt, strides=[1, *strides, 1], padding=padding,
                                  dilations=[1, *dilations, 1])
     if any(d != 1 for d in dilations):  # TF's CPU Conv3D kernel rejects dilations: spread the kernel with zeros
+        if not isinstance(w, np.ndarray):
+            raise Decline("dilated 3-D convolution with runtime weights")
         spread = np.zeros((*w.shape[:2], *[(k - 1) * d + 1 for k, d in zip(w.shape[2:], dilations)]), w.dtype)
         spread[(slice(None), slice(None), *[slice(None, None, d) for d in dilations])] = w
         filt, dilations = tf.constant(np.transpose(spread, (2, 3, 4, 1, 0))), [1, 1, 1]

@@ -220,9 +220,10 @@ def cast_like(ctx: EmitContext, node: Node) -> None:
 @op("Dropout")
 def dropout(ctx: EmitContext, node: Node) -> None:
     training = ctx.static(node.inputs[2]).item() if len(node.inputs) > 2 and node.inputs[2] else False
-    ratio = ctx.static(node.inputs[1]).item() if len(node.inputs) > 1 and node.inputs[1] else \
-        node.attrs.get("ratio", 0.5)
-    if training and ratio != 0:  # silently passing x through would be wrong
+    # the ratio matters (and must be known) only in training mode
+    ratio = (ctx.static(node.inputs[1]).item() if len(node.inputs) > 1 and node.inputs[1] else
+             node.attrs.get("ratio", 0.5)) if training else 0
+    if ratio != 0:  # silently passing x through would be wrong
         raise Decline("Dropout in training mode (random drops)")
     x = ctx.raw(node.inputs[0])
     ctx.set(node.outputs[0], tf.identity(x), ctx.perm(node.inputs[0]))

@@ -14,15 +14,26 @@ def _channel_vector(v: np.ndarray, rank: int) -> np.ndarray:
     return v.reshape([1] * (rank - 1) + [-1])
 
 
+def _channel_tensor(ctx: EmitContext, name: str, dtype: tf.DType, rank: int) -> tf.Tensor:
+    """A per-channel vector (constant or runtime) shaped to broadcast over channels-last data."""
+    return tf.reshape(tf.cast(ctx.onnx_order(name), dtype), [1] * (rank - 1) + [-1])
+
+
 @op("BatchNormalization")
 def batch_norm(ctx: EmitContext, node: Node) -> None:
     if node.attrs.get("training_mode", 0) or len([o for o in node.outputs if o]) > 1:
         raise Decline("BatchNormalization in training mode")
-    scale, beta, mean, var = (ctx.static(i).astype(np.float64) for i in node.inputs[1:5])
-    factor = scale / np.sqrt(var + node.attrs.get("epsilon", 1e-5))
-    shift = beta - mean * factor
     rank = ctx.rank(node.inputs[0])
     x = ctx.channels_last(node.inputs[0]) if rank > 2 else ctx.onnx_order(node.inputs[0])
+    eps = node.attrs.get("epsilon", 1e-5)
+    if any(ctx.const(i) is None for i in node.inputs[1:5]):  # runtime statistics: the same affine map, in-graph
+        scale, beta, mean, var = (_channel_tensor(ctx, i, x.dtype, rank) for i in node.inputs[1:5])
+        factor = scale * tf.math.rsqrt(var + tf.constant(eps, x.dtype))
+        ctx.set(node.outputs[0], x * factor + (beta - mean * factor), channels_last(rank) if rank > 2 else None)
+        return
+    scale, beta, mean, var = (ctx.static(i).astype(np.float64) for i in node.inputs[1:5])
+    factor = scale / np.sqrt(var + eps)
+    shift = beta - mean * factor
     dt = x.dtype.as_numpy_dtype
     y = x * tf.constant(_channel_vector(factor, rank).astype(dt)) + tf.constant(_channel_vector(shift, rank).astype(dt))
     ctx.set(node.outputs[0], y, channels_last(rank) if rank > 2 else None)
@@ -32,11 +43,10 @@ def batch_norm(ctx: EmitContext, node: Node) -> None:
 def instance_norm(ctx: EmitContext, node: Node) -> None:
     x = ctx.channels_last(node.inputs[0])
     rank = x.shape.rank
-    scale, bias = (ctx.static(i) for i in node.inputs[1:3])
+    scale, bias = (_channel_tensor(ctx, i, x.dtype, rank) for i in node.inputs[1:3])
     mean, var = tf.nn.moments(x, axes=list(range(1, rank - 1)), keepdims=True)
     eps = tf.constant(node.attrs.get("epsilon", 1e-5), x.dtype)
-    y = (x - mean) * tf.math.rsqrt(var + eps) * tf.constant(_channel_vector(scale, rank)) + \
-        tf.constant(_channel_vector(bias, rank))
+    y = (x - mean) * tf.math.rsqrt(var + eps) * scale + bias
     ctx.set(node.outputs[0], y, channels_last(rank))
 
 
