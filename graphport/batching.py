@@ -9,11 +9,10 @@ memory. An out-of-memory error halves the step instead of crashing.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphport.runtime.measure import feeds_for
+from graphport.runtime.measure import feeds_for, timed_runs
 
 GIB = 1024**3
 
@@ -73,11 +72,7 @@ def probe(session, batch: int, runs: int = 2) -> Probe:
         feeds = feeds_for(session.inputs, batch, seed=batch)
         _reset_peak()
         session.run(feeds)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            session.run(feeds)
-            times.append(time.perf_counter() - t0)
+        times = timed_runs(session, feeds, runs)
         return Probe(batch, _rss("VmHWM"), batch / statistics.median(times))
     except Exception as e:
         if _is_oom(e):

@@ -1,6 +1,8 @@
 """Runtime backends, bench, profile and the batch picker, on the bundled example and the onnx-tf mini fixture."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,6 @@ import onnxruntime as ort
 import pytest
 
 import graphport
-from graphport.batching import pick_batch_size
 from graphport.cli import main
 from graphport.errors import GraphportError
 from graphport.example import EXAMPLE
@@ -96,12 +97,30 @@ def test_profile_prints_op_table(out, capsys):
     assert "#Occurrences" in text and "Conv2D" in text and "first_run" in text
 
 
+_PICK = """
+import json, sys
+from graphport.batching import pick_batch_size
+from graphport.runtime.backends import load
+budget = None if sys.argv[2] == "free" else int(sys.argv[2])
+c = pick_batch_size(load(sys.argv[1], "capi"), budget=budget, max_batch=64, knee_gain=-1.0)
+print(json.dumps({"batch": c.batch, "peak": c.peak_bytes, "explain": c.explain(),
+                  "probes": {p.batch: p.peak_bytes for p in c.probes}}))
+"""
+
+
+def _pick(out, budget):
+    """Each pick in a fresh process: peak RSS never goes down within one, so probes must start clean."""
+    run = subprocess.run([sys.executable, "-c", _PICK, str(out), budget], capture_output=True, text=True,
+                         timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_pick_batch_size_respects_budget(out):
-    sess = load(out, "capi")
-    free = pick_batch_size(sess, max_batch=64)
-    assert free.batch >= 1 and free.patches_per_s > 0 and "patches/s" in free.explain()
-    probes = {p.batch: p.peak_bytes for p in free.probes}
-    tight_budget = probes[1] + (probes[max(probes)] - probes[1]) // 4
-    tight = pick_batch_size(sess, budget=tight_budget, max_batch=64, knee_gain=-1.0)
-    assert tight.peak_bytes <= tight_budget
-    assert tight.batch < max(probes)
+    free = _pick(out, "free")
+    assert free["batch"] == 64 and "patches/s" in free["explain"]  # no knee allowed, budget ample
+    probes = {int(b): p for b, p in free["probes"].items()}
+    tight_budget = probes[1] + (probes[64] - probes[1]) // 3
+    tight = _pick(out, str(tight_budget))
+    assert tight["peak"] <= tight_budget
+    assert 1 <= tight["batch"] < 64

@@ -32,6 +32,16 @@ def feeds_for(inputs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
+def timed_runs(session, feeds: dict[str, np.ndarray], repeat: int) -> list[float]:
+    """Wall time of each of `repeat` runs (the caller does any warm-up)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        session.run(feeds)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_budget: int | None = None,
             auto: bool = False) -> dict:
     from graphport.runtime.backends import load, warm_up
@@ -59,11 +69,7 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_b
             steady[str(b)] = {"error": str(e)}
             continue
         sess.run(feeds)
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            sess.run(feeds)
-            times.append(time.perf_counter() - t0)
+        times = timed_runs(sess, feeds, repeat)
         med = statistics.median(times)
         steady[str(b)] = {"median_s": med, "min_s": min(times), "max_s": max(times), "patches_per_s": b / med}
     sess.close()
