@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
-from tensorflow.python.framework import op_def_registry
 
+from graphport.emit.tf.compat import legacy_problems, strip_default_attrs
 from graphport.emit.tf.context import EmitContext, tf_name
 from graphport.emit.tf.registry import Decline, lookup
 from graphport.errors import UnsupportedModel
@@ -66,19 +66,12 @@ def build_graph_def(graph: Graph) -> Emitted:
             tf.identity(t, name=outputs[name])
     gd = g.as_graph_def()
     strip_default_attrs(gd)
+    problems = legacy_problems(gd)
+    if problems:
+        raise UnsupportedModel([(f"TF {op}", name, graph.opset, f"would not import in libtensorflow 2.5: {why}")
+                                for op, name, why in problems])
     names = {n.name for n in gd.node}
     missing = [v for v in list(inputs.values()) + list(outputs.values()) if v not in names]
     if missing:
         raise RuntimeError(f"internal: TF renamed I/O ops {missing}")
     return Emitted(gd, inputs, outputs)
-
-
-def strip_default_attrs(graph_def: graph_pb2.GraphDef) -> None:
-    """Drop attributes that equal their op's default, so older TF (which may not know them) imports the graph."""
-    for node in graph_def.node:
-        op_def = op_def_registry.get(node.op)
-        if op_def is None:
-            continue
-        for attr in op_def.attr:
-            if attr.HasField("default_value") and attr.name in node.attr and node.attr[attr.name] == attr.default_value:
-                del node.attr[attr.name]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, op_def_pb2
 from tensorflow.python.framework import op_def_registry
 
@@ -35,22 +36,22 @@ def tf25_registry() -> dict[str, op_def_pb2.OpDef]:
     return {op.name: op for op in ops.op}
 
 
-def legacy_problems(graph_def: graph_pb2.GraphDef) -> list[str]:
-    """Why libtensorflow 2.5 would refuse this graph, one line per node (empty when it imports)."""
+def legacy_problems(graph_def: graph_pb2.GraphDef) -> list[tuple[str, str, str]]:
+    """Why libtensorflow 2.5 would refuse this graph: (TF op, node name, reason) per problem; empty if it imports."""
     registry = tf25_registry()
     problems = []
     for node in graph_def.node:
         op_def = registry.get(node.op)
         if op_def is None:
-            problems.append(f"{node.name}: op {node.op} does not exist in TF 2.5")
+            problems.append((node.op, node.name, "the op does not exist in TF 2.5"))
             continue
         attrs = {a.name: a for a in op_def.attr}
         for name, value in node.attr.items():
             if name.startswith("_"):
                 continue
             if name not in attrs:
-                problems.append(f"{node.name}: {node.op} has no attr '{name}' in TF 2.5")
-            elif attrs[name].type == "type" and attrs[name].HasField("allowed_values"):
-                if value.type not in attrs[name].allowed_values.list.type:
-                    problems.append(f"{node.name}: {node.op} does not take {name}={value.type} in TF 2.5")
+                problems.append((node.op, node.name, f"TF 2.5 knows no attr '{name}'"))
+            elif (attrs[name].type == "type" and attrs[name].HasField("allowed_values")
+                  and value.type not in attrs[name].allowed_values.list.type):
+                problems.append((node.op, node.name, f"TF 2.5 does not take {name}={tf.as_dtype(value.type).name}"))
     return problems
