@@ -1,0 +1,169 @@
+"""The mel front end of Essentia's TensorflowInputMusiCNN and the patching of TensorflowPredictEffnetDiscogs, in numpy.
+
+Models converted from Essentia's ONNX releases were trained on these exact features, so graphport reproduces them
+instead of using a generic mel library (librosa's defaults differ in window symmetry, band edges and scaling).
+What Essentia does, checked against essentia-tensorflow 2.1b6 (tests/test_audio.py keeps it honest):
+
+- FrameCutter (streaming, the defaults TensorflowPredictEffnetDiscogs uses): frame 512, hop 256, the first frame
+  centred on sample 0 (256 zeros before the signal), frames while their start is before the end of the signal, the
+  last ones zero-padded. So an n-sample signal gives 1 + ceil(n / 256) frames (0 for n = 0).
+- Windowing: symmetric Hann (0.5 - 0.5 cos(2 pi k / 511)), not normalised; its zero-phase rotation does not change
+  the magnitude spectrum, so it is left out.
+- Spectrum: |rfft| (257 bins); MelBands squares it (its `type` is 'power').
+- MelBands: 96 triangles, edges equally spaced on Slaney's mel scale from 0 to 8000 Hz, triangles linear in Hz,
+  'unit_tri' normalisation (each triangle has area 1 in Hz: peak 2 / (f_hi - f_lo)).
+- log10(1 + 10000 x).
+- VectorRealToTensor: patches of `patch_size` frames every `patch_hop` frames. 'discard' (the default of
+  TensorflowPredictEffnetDiscogs) drops the frames after the last full patch, so fewer than `patch_size` frames give
+  no patch at all; 'repeat' adds one last patch made of the remaining frames repeated cyclically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+FRAME_SIZE = 512
+HOP_SIZE = 256
+N_BANDS = 96
+PATCH_SIZE = 128
+PATCH_HOP = 62
+LAST_PATCH_MODES = ("discard", "repeat")
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
+    f = np.asarray(f, np.float64)
+    return np.where(f < 1000.0, f / (200.0 / 3.0), 15.0 + np.log(np.maximum(f, 1e-12) / 1000.0) * 27.0 / np.log(6.4))
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    return np.where(m < 15.0, m * 200.0 / 3.0, 1000.0 * np.exp((m - 15.0) * np.log(6.4) / 27.0))
+
+
+@lru_cache(maxsize=1)
+def mel_filterbank() -> np.ndarray:
+    """[257, 96] float32 matrix: power spectrum @ matrix = Essentia's MelBands output."""
+    edges = _mel_to_hz(np.linspace(0.0, _hz_to_mel(SAMPLE_RATE / 2), N_BANDS + 2))
+    freqs = np.arange(FRAME_SIZE // 2 + 1) * (SAMPLE_RATE / 2) / (FRAME_SIZE // 2)
+    lo, mid, hi = (edges[i:i + N_BANDS, None] for i in range(3))
+    rising = np.where((freqs >= lo) & (freqs < mid), (freqs - lo) / (mid - lo), 0.0)
+    falling = np.where((freqs >= mid) & (freqs < hi), (hi - freqs) / (hi - mid), 0.0)
+    return np.ascontiguousarray(((rising + falling) * 2.0 / (hi - lo)).T, dtype=np.float32)
+
+
+@lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME_SIZE) / (FRAME_SIZE - 1))).astype(np.float32)
+
+
+def frame_count(n_samples: int) -> int:
+    """Frames Essentia's FrameCutter cuts from `n_samples` samples (first frame centred on sample 0)."""
+    return 0 if n_samples <= 0 else 1 + -(-n_samples // HOP_SIZE)
+
+
+def mel_bands(frames: np.ndarray) -> np.ndarray:
+    """[n, 512] time frames -> [n, 96] log-mel bands (TensorflowInputMusiCNN.compute, vectorised)."""
+    spectrum = np.fft.rfft(frames * _window(), axis=-1)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    return np.log10(1.0 + 10000.0 * (power @ mel_filterbank()))
+
+
+def mel_frames(signal: np.ndarray) -> np.ndarray:
+    """All mel frames of a whole 16 kHz mono signal: [frame_count(len(signal)), 96] float32."""
+    stream = MelStream()
+    parts = [*stream.feed(signal), *stream.finish()]
+    return np.concatenate(parts) if parts else np.zeros((0, N_BANDS), np.float32)
+
+
+def patch_count(n_frames: int, patch_size: int = PATCH_SIZE, patch_hop: int = PATCH_HOP,
+                last_patch_mode: str = "discard") -> int:
+    """Patches VectorRealToTensor makes from `n_frames` frames."""
+    full = 0 if n_frames < patch_size else 1 + (n_frames - patch_size) // patch_hop
+    return full + int(last_patch_mode == "repeat" and n_frames > full * patch_hop)
+
+
+def make_patches(frames: np.ndarray, patch_size: int = PATCH_SIZE, patch_hop: int = PATCH_HOP,
+                 last_patch_mode: str = "discard") -> np.ndarray:
+    """All patches of a whole frame sequence: [patch_count, patch_size, 96] float32."""
+    stream = PatchStream(patch_size, patch_hop, last_patch_mode)
+    parts = [*stream.feed(frames), *stream.finish()]
+    return np.concatenate(parts) if parts else np.zeros((0, patch_size, N_BANDS), np.float32)
+
+
+@dataclass
+class MelStream:
+    """Mel frames of a signal that arrives in chunks, so a long file never sits in memory whole."""
+
+    _buf: np.ndarray = field(default_factory=lambda: np.zeros(FRAME_SIZE // 2, np.float32))
+    n_samples: int = 0
+    n_frames: int = 0
+
+    def feed(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
+        """Yield the frames that `chunk` completes (every frame whose 512 samples are all known)."""
+        chunk = np.asarray(chunk, np.float32).reshape(-1)
+        self.n_samples += chunk.size
+        self._buf = np.concatenate([self._buf, chunk])
+        n = 0 if self._buf.size < FRAME_SIZE else 1 + (self._buf.size - FRAME_SIZE) // HOP_SIZE
+        if n:
+            yield from self._emit(n)
+
+    def finish(self) -> Iterator[np.ndarray]:
+        """Yield the last frames, zero-padded at the end as FrameCutter pads them."""
+        n = frame_count(self.n_samples) - self.n_frames
+        if n > 0:
+            need = (n - 1) * HOP_SIZE + FRAME_SIZE
+            self._buf = np.concatenate([self._buf, np.zeros(max(0, need - self._buf.size), np.float32)])
+            yield from self._emit(n)
+
+    def _emit(self, n: int) -> Iterator[np.ndarray]:
+        windows = np.lib.stride_tricks.sliding_window_view(self._buf, FRAME_SIZE)[::HOP_SIZE][:n]
+        for start in range(0, n, 4096):  # bound the temporary [frames, 512] arrays of a long chunk
+            yield mel_bands(windows[start:start + 4096])
+        self.n_frames += n
+        self._buf = self._buf[n * HOP_SIZE:].copy()
+
+
+class PatchStream:
+    """Patches of a frame sequence that arrives in pieces (VectorRealToTensor's rules, see the module doc)."""
+
+    def __init__(self, patch_size: int = PATCH_SIZE, patch_hop: int = PATCH_HOP, last_patch_mode: str = "discard"):
+        if last_patch_mode not in LAST_PATCH_MODES:
+            raise ValueError(f"last_patch_mode must be one of {LAST_PATCH_MODES}, got {last_patch_mode!r}")
+        if not 0 < patch_hop <= patch_size:  # Essentia refuses a hop larger than the patch too
+            raise ValueError(f"patch_hop must be in 1..patch_size ({patch_size}), got {patch_hop}")
+        self.size, self.hop, self.mode = patch_size, patch_hop, last_patch_mode
+        self._buf = np.zeros((0, N_BANDS), np.float32)
+
+    def feed(self, frames: np.ndarray) -> Iterator[np.ndarray]:
+        """Yield [k, patch_size, 96] arrays of the full patches these frames complete."""
+        self._buf = np.concatenate([self._buf, np.asarray(frames, np.float32)])
+        if len(self._buf) < self.size:
+            return
+        n = 1 + (len(self._buf) - self.size) // self.hop
+        view = np.lib.stride_tricks.sliding_window_view(self._buf, self.size, axis=0)[::self.hop][:n]
+        yield np.ascontiguousarray(view.transpose(0, 2, 1))
+        self._buf = self._buf[n * self.hop:]
+
+    def finish(self) -> Iterator[np.ndarray]:
+        """In 'repeat' mode, yield the last patch: the remaining frames repeated up to patch_size."""
+        if self.mode == "repeat" and len(self._buf):
+            yield self._buf[np.arange(self.size) % len(self._buf)][None]
+        self._buf = self._buf[:0]
+
+
+def stream_patches(chunks: Iterable[np.ndarray], patch_size: int = PATCH_SIZE, patch_hop: int = PATCH_HOP,
+                   last_patch_mode: str = "discard") -> Iterator[np.ndarray]:
+    """16 kHz mono chunks -> [k, patch_size, 96] patch arrays, with bounded memory."""
+    mel, patcher = MelStream(), PatchStream(patch_size, patch_hop, last_patch_mode)
+    for chunk in chunks:
+        for frames in mel.feed(chunk):
+            yield from patcher.feed(frames)
+    for frames in mel.finish():
+        yield from patcher.feed(frames)
+    yield from patcher.finish()
