@@ -35,26 +35,37 @@ PATCH_HOP = 62
 LAST_PATCH_MODES = ("discard", "repeat")
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
-    f = np.asarray(f, np.float64)
-    return np.where(f < 1000.0, f / (200.0 / 3.0), 15.0 + np.log(np.maximum(f, 1e-12) / 1000.0) * 27.0 / np.log(6.4))
+def _hz_to_mel(f: float) -> np.float32:
+    """Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above; float32 as in Essentia."""
+    f = np.float32(f)
+    if f < 1000:
+        return np.float32(f / np.float32(200.0 / 3.0))
+    return np.float32(15) + np.float32(np.log(np.float32(f / np.float32(1000)))) / np.float32(np.log(6.4) / 27)
 
 
 def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, np.float64)
-    return np.where(m < 15.0, m * 200.0 / 3.0, 1000.0 * np.exp((m - 15.0) * np.log(6.4) / 27.0))
+    m = np.asarray(m, np.float32)
+    log_part = np.float32(1000) * np.exp(np.float32(np.log(6.4) / 27) * (m - np.float32(15)))
+    return np.where(m < 15, m * np.float32(200.0 / 3.0), log_part).astype(np.float32)
 
 
 @lru_cache(maxsize=1)
 def mel_filterbank() -> np.ndarray:
-    """[257, 96] float32 matrix: power spectrum @ matrix = Essentia's MelBands output."""
-    edges = _mel_to_hz(np.linspace(0.0, _hz_to_mel(SAMPLE_RATE / 2), N_BANDS + 2))
-    freqs = np.arange(FRAME_SIZE // 2 + 1) * (SAMPLE_RATE / 2) / (FRAME_SIZE // 2)
+    """[257, 96] float32 matrix: power spectrum @ matrix = Essentia's MelBands output.
+
+    Computed in float32 the way Essentia does, band edges included: they are a running float32 sum of the mel step,
+    and that rounding moves the small coefficients at triangle feet by up to 1.5 %, which a loud narrow-band signal
+    (a sine sweep) turns into 2e-3 in log space if it is done in float64.
+    """
+    lo, hi = _hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2)
+    steps = np.full(N_BANDS + 2, np.float32((hi - lo) / np.float32(N_BANDS + 1)), np.float32)
+    steps[0] = lo
+    edges = _mel_to_hz(np.cumsum(steps, dtype=np.float32))  # cumsum adds sequentially, as Essentia's loop does
+    freqs = np.arange(FRAME_SIZE // 2 + 1, dtype=np.float32) * np.float32(SAMPLE_RATE / 2 / (FRAME_SIZE // 2))
     lo, mid, hi = (edges[i:i + N_BANDS, None] for i in range(3))
-    rising = np.where((freqs >= lo) & (freqs < mid), (freqs - lo) / (mid - lo), 0.0)
-    falling = np.where((freqs >= mid) & (freqs < hi), (hi - freqs) / (hi - mid), 0.0)
-    return np.ascontiguousarray(((rising + falling) * 2.0 / (hi - lo)).T, dtype=np.float32)
+    rising = np.where((freqs >= lo) & (freqs < mid), (freqs - lo) / (mid - lo), np.float32(0))
+    falling = np.where((freqs >= mid) & (freqs < hi), (hi - freqs) / (hi - mid), np.float32(0))
+    return np.ascontiguousarray(((rising + falling) * (np.float32(2) / (hi - lo))).T, dtype=np.float32)
 
 
 @lru_cache(maxsize=1)
