@@ -37,6 +37,10 @@ def _exact(names: str) -> str:
 
 # {test-name regex: why it fails}. Patterns are searched in the generated names (which end in `_cpu`).
 EXPECTED_FAILURES: dict[str, str] = {
+    _exact('clip_default_int8_max min_int8 min_uint16 min_uint32 min_uint64 mod_mixed_sign_int16 '
+           'mod_mixed_sign_int8 mod_uint16 mod_uint32 mod_uint8'):
+        "declined: libtensorflow 2.5 (Essentia's) has no Minimum/FloorMod kernel for this integer type, and "
+        "graphport only emits graphs that 2.5 imports",
     r"^test_cast(like)?_(no_saturate_|e8m0_)?\w*(FLOAT4E2M1|FNUZ|INT2|E8M0)\w*_cpu$":
         "declined: TF has no dtype or no Cast kernel for float4, float8 FNUZ/E8M0 or 2-bit integers",
     r"^test_cast(like)?_(FLOAT(16)?_to_U?INT4|U?INT4_to_FLOAT(16)?)(_expanded)?_cpu$":
@@ -131,4 +135,15 @@ backend_test.exclude(excluded_model_pattern())
 for _pattern in EXPECTED_FAILURES:
     backend_test.xfail(_pattern)
 
-globals().update(backend_test.enable_report().test_cases)
+
+
+def _without_skipped(cases: dict[str, type]) -> dict[str, type]:
+    """Drop the cases BackendTest marks skipped (ops graphport does not claim, CUDA variants): they are reported as
+    'not claimed' by scripts/conformance_counts.py, not as thousands of pytest skips."""
+    for cls in cases.values():
+        for name in [n for n, m in vars(cls).items() if n.startswith("test_") and getattr(m, "__unittest_skip__", 0)]:
+            delattr(cls, name)
+    return cases
+
+
+globals().update(_without_skipped(backend_test.enable_report().test_cases))
