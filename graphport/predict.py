@@ -260,7 +260,7 @@ def estimate_patches(path: Path, cfg: PredictConfig) -> int:
 
     try:
         info = sf.info(str(path))
-    except Exception:  # any unreadable file counts 0 here; the decoder reports it properly
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError):  # counted 0 here; the decoder reports it
         return 0
     n = int(info.frames * SAMPLE_RATE / info.samplerate) if info.samplerate else 0
     return patch_count(frame_count(n), cfg.patch_size, cfg.patch_hop, cfg.last_patch_mode)
@@ -330,7 +330,7 @@ def run_local(session, items: list[Item], outputs: Outputs, cfg: PredictConfig, 
             if fill:
                 q.put(("batch", buf[:fill], owners))
             q.put(("end",))
-        except BaseException as e:  # surface producer crashes in the main thread
+        except BaseException as e:  # noqa: BLE001 -- re-raised in the main thread, which owns the run
             q.put(("crash", e))
 
     results: dict[int, list[dict[str, np.ndarray]]] = {}
