@@ -25,6 +25,10 @@ from graphport.runtime.essentia_host import essentia_run
 EXAMPLE = Path(__file__).parents[1] / "graphport" / "examples" / "example_effnet.onnx"
 SEED = Path("/work/shared/fixtures/seed-effnet-b0/effnet_opset11_dynamic.onnx")
 ATOL = 1e-4
+# The seed B0 (400 sigmoids) is more sensitive: on the *same* Essentia patches, ONNX Runtime differs from Essentia's
+# libtensorflow 2.5 by 3.0e-4 and graphport's .pb by 2.9e-4 (oneDNN off) / 4.9e-4 (on): float32 noise of a deep net,
+# below which no runtime gets. graphport's own patches (1.4e-4 from Essentia's in log space) add little: 5.3e-4.
+SEED_ATOL = 1e-3
 
 
 def predict(*argv: str) -> tuple[int, str]:
@@ -207,6 +211,15 @@ def test_seed_model_equals_essentia(tmp_path, monkeypatch):
         res = essentia_run(model / "model.pb", "melspectrogram", "output_0", [patches], timeout=600, steady_runs=0)
         assert res["ok"], res.get("error")
         ref = res["outputs"][0].reshape(len(patches), -1)
+        floor = np.abs(ort_run(SEED, patches) - ref).max()  # ORT on Essentia's own patches: the noise floor
         for batch in ("1", "7", "64"):
-            got = np.load(tmp_path / f"out{batch}" / f"{name}.npz")["output_0"]
-            assert np.abs(got.reshape(ref.shape) - ref).max() <= ATOL, (name, batch)
+            got = np.load(tmp_path / f"out{batch}" / f"{name}.npz")["output_0"].reshape(ref.shape)
+            assert np.abs(got - ref).max() <= max(SEED_ATOL, 3 * floor), (name, batch, floor)
+
+
+def ort_run(model: Path, patches: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: patches})[0]
+    return out.reshape(len(patches), -1)
