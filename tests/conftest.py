@@ -19,3 +19,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# Hypothesis profiles for tests/test_fuzz.py: `ci` is the default (fixed seed, >= 2,000 cases in all);
+# `--hypothesis-profile nightly` draws 10x more fresh cases; `dev` is a quick smoke run.
+from hypothesis import HealthCheck, settings
+
+_slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("ci", max_examples=700, deadline=None, derandomize=True, suppress_health_check=_slow_ok,
+                          print_blob=True)
+settings.register_profile("nightly", max_examples=7000, deadline=None, suppress_health_check=_slow_ok,
+                          print_blob=True)
+settings.register_profile("dev", max_examples=50, deadline=None, suppress_health_check=_slow_ok)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -64,7 +64,8 @@ def average_pool(ctx: EmitContext, node: Node) -> None:
         return
     if None in sizes:
         raise Decline("padded AveragePool over a dynamic spatial size")
-    explicit_end = [e for e in onnx_pads(node, sizes, kernel, strides, [1] * len(kernel))[1]]
+    # The node's own pads, without ceil_mode's extra: read them over the node's n axes, before 1-D's added axis.
+    explicit_end = onnx_pads(node, sizes[-n:], kernel[-n:], strides[-n:], [1] * n)[1]
     if n == 1:
         explicit_end = [0] + explicit_end
     counted = np.zeros([s + b + e for s, b, e in zip(sizes, begin, end)], np.float64)
