@@ -3,6 +3,10 @@
 ONNX shape inference runs once, before folding, and loses every dim behind a value it cannot compute then (a Pad
 whose pads come from `Shape -> Div -> Cast` arithmetic, as in dynamic "same" padding). Once folding has made
 such inputs constant, re-inferring the node recovers its output shape, and downstream `Shape` nodes fold too.
+
+Dims may also be `Sym` expressions (`4*batch` after attention's head split). ONNX inference carries them through as
+placeholder dim_params; Reshape/Expand/Tile/ConstantOfShape with a symbolic shape input are computed here, since
+ONNX cannot read such inputs. Without this, every `Shape` after a multi-head Reshape stays a runtime op.
 """
 
 from __future__ import annotations
@@ -12,6 +16,26 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from graphport.ir.graph import Dim, Graph, Node
+from graphport.ir.symbolic import Atom, Sym, Undecidable
+
+
+def symbol_atoms(graph: Graph) -> dict[str, Sym]:
+    """Each named input dimension as a `Sym` atom that knows where to read it at run time."""
+    return {s: Sym.atom(Atom(s, source=src, axis=axis)) for s, (src, axis) in graph.symbols.items()}
+
+
+def canonical(graph: Graph, d: object) -> Dim:
+    """A dim as stored: an int, a symbol's name for a bare input dim, a `Sym`, or None."""
+    if isinstance(d, Sym):
+        d = d.simplify()
+        if isinstance(d, Sym) and len(d.terms) == 1:
+            (mono, coef), = d.terms.items()
+            if coef == 1 and len(mono) == 1 and mono[0].name in graph.symbols:
+                return mono[0].name
+        return d
+    if isinstance(d, (int, np.integer)):
+        return int(d)
+    return d if isinstance(d, str) and d in graph.symbols else None
 
 
 def refine_shapes(graph: Graph, node: Node) -> None:
@@ -20,7 +44,14 @@ def refine_shapes(graph: Graph, node: Node) -> None:
     if all(v.shape is not None and None not in v.shape and v.dtype is not None for v in outs):
         return
     try:
-        inferred = _infer(graph, node)
+        shape = _symbolic_shape(graph, node)
+    except (Undecidable, ValueError, TypeError, IndexError):
+        shape = None
+    if shape is not None and outs:
+        outs[0].shape = _merge(outs[0].shape, [canonical(graph, d) for d in shape])
+    syms: dict[str, Sym] = {}
+    try:
+        inferred = _infer(graph, node, syms)
     except Exception:  # noqa: BLE001  no schema, odd attribute form, inference error: keep what we had
         return
     for v in outs:
@@ -31,10 +62,81 @@ def refine_shapes(graph: Graph, node: Node) -> None:
         if v.dtype is None and tt.elem_type:
             v.dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
         if tt.HasField("shape"):
-            v.shape = _merge(v.shape, [_dim(graph, d) for d in tt.shape.dim])
+            v.shape = _merge(v.shape, [_dim(graph, d, syms) for d in tt.shape.dim])
 
 
-def _infer(graph: Graph, node: Node) -> dict[str, onnx.TypeProto]:
+def _sym(graph: Graph, d: Dim, atoms: dict[str, Sym]):
+    return atoms[d] if isinstance(d, str) else d
+
+
+def _symbolic_shape(graph: Graph, node: Node) -> list | None:
+    """Output shape of a shape-taking op whose shape input is a partly symbolic constant."""
+    op = node.op_type
+    k = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}.get(op)
+    if k is None or len(node.inputs) <= k:
+        return None
+    target = graph.const(node.inputs[k])
+    if target is None or target.dtype != object:
+        return None
+    atoms = symbol_atoms(graph)
+    vals = list(target.ravel())
+    if op == "ConstantOfShape":
+        return vals
+    src = graph.values[node.inputs[0]].shape
+    if src is None or None in src:
+        return None
+    src = [_sym(graph, d, atoms) for d in src]
+    if op == "Tile":
+        return [a * b for a, b in zip(src, vals)]
+    if op == "Expand":
+        n = max(len(src), len(vals))
+        a, b = [1] * (n - len(src)) + src, [1] * (n - len(vals)) + vals
+        return [y if _is_one(x) else x if _is_one(y) else x if x is y or _same(x, y) else None for x, y in zip(a, b)]
+    if not node.attrs.get("allowzero", 0):
+        vals = [src[i] if not isinstance(v, Sym) and v == 0 else v for i, v in enumerate(vals)]
+    if sum(not isinstance(v, Sym) and v == -1 for v in vals) == 1:
+        i = next(i for i, v in enumerate(vals) if not isinstance(v, Sym) and v == -1)
+        vals[i] = _divide(_prod(src), _prod(vals[:i] + vals[i + 1:]))
+    return vals
+
+
+def _is_one(d) -> bool:
+    return not isinstance(d, Sym) and d == 1
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Undecidable:
+        return False
+
+
+def _prod(dims: list):
+    total = 1
+    for d in dims:
+        total = total * d
+    return total
+
+
+def _divide(a, b):
+    """a / b for a product of dims divided by another, where one monomial divides the other; else None."""
+    if not isinstance(b, Sym):
+        return a // b if not isinstance(a, Sym) else a / b
+    if not isinstance(a, Sym) or len(a.terms) != 1 or len(b.terms) != 1:
+        return None
+    (ma, ca), = a.terms.items()
+    (mb, cb), = b.terms.items()
+    rest = list(ma)
+    for atom in mb:
+        if atom not in rest:
+            return None
+        rest.remove(atom)
+    if ca % cb:
+        return None
+    return Sym({tuple(rest): ca // cb}).simplify()
+
+
+def _infer(graph: Graph, node: Node, syms: dict[str, Sym]) -> dict[str, onnx.TypeProto]:
     types, data = {}, {}
     for name in node.inputs:
         if not name:
@@ -42,7 +144,8 @@ def _infer(graph: Graph, node: Node) -> dict[str, onnx.TypeProto]:
         v = graph.values.get(name)
         if v is None or v.dtype is None:
             raise ValueError(f"no type for '{name}'")
-        types[name] = helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(np.dtype(v.dtype)), v.shape)
+        shape = None if v.shape is None else [_placeholder(d, syms) for d in v.shape]
+        types[name] = helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(np.dtype(v.dtype)), shape)
         if v.const is not None and v.const.dtype != object:
             data[name] = numpy_helper.from_array(v.const, name)
     attrs = {k: numpy_helper.from_array(a) if isinstance(a, np.ndarray) else a for k, a in node.attrs.items()}
@@ -52,9 +155,20 @@ def _infer(graph: Graph, node: Node) -> dict[str, onnx.TypeProto]:
                                               opset_imports=[helper.make_opsetid("", graph.opset)])
 
 
-def _dim(graph: Graph, d: onnx.TensorShapeProto.Dimension) -> Dim:
+def _placeholder(d: Dim, syms: dict[str, Sym]) -> int | str | None:
+    """A `Sym` dim travels through ONNX inference as a dim_param that `_dim` maps back."""
+    if not isinstance(d, Sym):
+        return d
+    key = f"__gp_sym{len(syms)}"
+    syms[key] = d
+    return key
+
+
+def _dim(graph: Graph, d: onnx.TensorShapeProto.Dimension, syms: dict[str, Sym]) -> Dim:
     if d.HasField("dim_value"):
         return d.dim_value
+    if d.dim_param in syms:
+        return syms[d.dim_param]
     return d.dim_param if d.dim_param in graph.symbols else None
 
 

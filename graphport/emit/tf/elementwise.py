@@ -31,8 +31,9 @@ def aligned(ctx: EmitContext, names: list[str]) -> tuple[list[tf.Tensor], Perm]:
         if arr is not None and arr.dtype != object:
             tensors.append(tf.constant(np.transpose(arr.reshape((1,) * (out_rank - r) + arr.shape), perm)))
         else:
-            t = ctx.onnx_order(n)
-            t = tf.reshape(t, tf.concat([tf.ones([out_rank - r], tf.int32), tf.shape(t)], 0))
+            t = ctx.onnx_order(n)  # leading 1s by ExpandDims: a runtime Shape->Concat->Reshape slows old TF loads
+            for _ in range(out_rank - r):
+                t = tf.expand_dims(t, 0)
             tensors.append(tf.transpose(t, perm))
     return tensors, perm
 

@@ -69,7 +69,7 @@ def shape_operand(ctx: EmitContext, name: str, x: tf.Tensor | None = None, allow
                  for i, v in enumerate(vals)]
         return tf.stack(parts)
     syms = [i for i, v in enumerate(vals) if isinstance(v, Sym)]
-    if len(syms) == 1 and -1 not in vals:
+    if x is not None and len(syms) == 1 and -1 not in vals:  # Reshape only: -1 means "infer"
         vals[syms[0]] = -1
         return [int(v) for v in vals]
     if syms:

@@ -1,0 +1,172 @@
+"""LSTM, GRU and RNN, unrolled over a sequence length known at conversion time.
+
+Unrolling keeps the graph flat (no While loop, no functions), which is what old C API hosts load fastest; the
+input projection of all time steps is one MatMul, and each step adds one small MatMul for the recurrence. A
+sequence length known only at run time is declined (see docs/beyond_cnns.md for why not a While loop).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from graphport.emit.tf.context import EmitContext
+from graphport.emit.tf.registry import Decline, op
+from graphport.ir.graph import Node
+
+_ACTIVATIONS = {"Sigmoid": tf.sigmoid, "Tanh": tf.tanh, "Relu": tf.nn.relu}
+_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+_DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+
+
+def _opt(node: Node, k: int) -> str:
+    return node.inputs[k] if len(node.inputs) > k else ""
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _activations(node: Node, dirs: int) -> list[list]:
+    """Per direction, the activation functions; only parameter-free ones ONNX and TF define identically."""
+    if node.attrs.get("activation_alpha") or node.attrs.get("activation_beta"):
+        raise Decline("activation_alpha/activation_beta (parametrised recurrent activations)")
+    per = len(_DEFAULT_ACTS[node.op_type])
+    names = [_s(a) for a in node.attrs.get("activations", [])] or _DEFAULT_ACTS[node.op_type] * dirs
+    if len(names) == per:
+        names = names * dirs
+    bad = sorted({n for n in names if n not in _ACTIVATIONS})
+    if bad:
+        raise Decline(f"recurrent activation(s) {', '.join(bad)} (supported: {', '.join(_ACTIVATIONS)})")
+    return [[_ACTIVATIONS[n] for n in names[d * per:(d + 1) * per]] for d in range(dirs)]
+
+
+def _sequence(ctx: EmitContext, node: Node, batch_first: bool) -> tuple[tf.Tensor, int, int]:
+    """The input, its time axis and length, read in whatever layout it is stored (no Transpose needed)."""
+    name = node.inputs[0]
+    perm = ctx.perm(name) or (0, 1, 2)
+    x = ctx.raw(name) if perm[2] == 2 else ctx.onnx_order(name)
+    perm = perm if perm[2] == 2 else (0, 1, 2)
+    time_axis = perm.index(1 if batch_first else 0)
+    steps = x.shape[time_axis]
+    if steps is None:
+        raise Decline("a sequence length known only at run time (unrolling needs it fixed; see docs/beyond_cnns.md)")
+    return x, time_axis, steps
+
+
+def _check_lengths(ctx: EmitContext, node: Node, steps: int) -> None:
+    lens = _opt(node, 4)
+    if not lens:
+        return
+    arr = ctx.const(lens)
+    if arr is None or arr.dtype == object:
+        raise Decline("sequence_lens given at run time (per-example lengths)")
+    if np.any(arr != steps):
+        raise Decline("sequence_lens shorter than the sequence (per-example lengths)")
+
+
+def _state(ctx: EmitContext, name: str, d: int, batch_first: bool) -> tf.Tensor | None:
+    """Direction d of an initial state ([dirs, batch, H], or [batch, dirs, H] with layout=1); None for zeros."""
+    if not name:
+        return None
+    arr = ctx.const(name)
+    if arr is not None and arr.dtype != object and not np.any(arr):
+        return None
+    src = ctx.graph.producers().get(name)  # torch exports zeros as ConstantOfShape([dirs, batch, H])
+    if src is not None and src.op_type == "ConstantOfShape" and not np.any(src.attrs.get("value", np.zeros(1))):
+        return None
+    t = ctx.onnx_order(name)
+    return t[:, d] if batch_first else t[d]
+
+
+@op("LSTM", "GRU", "RNN")
+def recurrent(ctx: EmitContext, node: Node) -> None:
+    kind = node.op_type
+    gates = _GATES[kind]
+    direction = _s(node.attrs.get("direction", "forward"))
+    dirs = 2 if direction == "bidirectional" else 1
+    peep = ctx.const(_opt(node, 7)) if kind == "LSTM" and _opt(node, 7) else np.zeros(1)
+    if peep is None or peep.dtype == object or np.any(peep):
+        raise Decline("LSTM peepholes (input P)")
+    if node.attrs.get("input_forget", 0):
+        raise Decline("LSTM input_forget=1 (coupled input and forget gates)")
+    batch_first = bool(node.attrs.get("layout", 0))
+    acts = _activations(node, dirs)
+    clip = node.attrs.get("clip")
+    w = ctx.static(node.inputs[1])
+    r = ctx.static(node.inputs[2])
+    hidden = r.shape[-1]
+    b = ctx.static(node.inputs[3]) if _opt(node, 3) else np.zeros((dirs, 2 * gates * hidden), w.dtype)
+    x, time_axis, steps = _sequence(ctx, node, batch_first)
+    _check_lengths(ctx, node, steps)
+    lbr = kind == "GRU" and node.attrs.get("linear_before_reset", 0)
+    # one projection for every step and direction: [.., I] x [I, dirs*G*H]
+    in_bias = b[:, :gates * hidden] + b[:, gates * hidden:]
+    if kind == "GRU":  # the candidate's recurrent bias is applied with (or inside) the reset gate
+        in_bias[:, 2 * hidden:] = b[:, 2 * hidden:3 * hidden]
+    w_all = np.concatenate([w[d].T for d in range(dirs)], axis=1).astype(w.dtype)
+    feats = x.shape[-1]
+    flat = tf.reshape(x, [-1, feats]) if feats is not None else tf.reshape(x, [-1, tf.shape(x)[-1]])
+    proj = tf.nn.bias_add(tf.raw_ops.MatMul(a=flat, b=tf.constant(w_all)), tf.constant(in_bias.reshape(-1)))
+    dims = [d if d is not None else -1 for d in x.shape.as_list()[:2]] + [dirs * gates * hidden]
+    proj = tf.unstack(tf.reshape(proj, dims), num=steps, axis=time_axis)
+    outs, last_h, last_c = [], [], []
+    for d in range(dirs):
+        reverse = direction == "reverse" or d == 1
+        rt = tf.constant(np.ascontiguousarray(r[d].T))
+        rb = tf.constant(b[d, 2 * gates * hidden - hidden:]) if kind == "GRU" else None
+        h = _state(ctx, _opt(node, 5), d, batch_first)
+        c = _state(ctx, _opt(node, 6), d, batch_first) if kind == "LSTM" else None
+        ys: list[tf.Tensor] = [None] * steps  # type: ignore[list-item]
+        for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+            xg = proj[t][:, d * gates * hidden:(d + 1) * gates * hidden] if dirs > 1 else proj[t]
+            h, c = _step(kind, acts[d], xg, h, c, rt, rb, hidden, clip, lbr)
+            ys[t] = h
+        outs.append(ys)
+        last_h.append(h)
+        last_c.append(c)
+    _outputs(ctx, node, outs, last_h, last_c, batch_first)
+
+
+def _step(kind: str, act: list, xg: tf.Tensor, h, c, rt: tf.Tensor, rb, hidden: int, clip, lbr: bool):
+    """One time step; h and c are None for a zero initial state (the recurrent MatMul is skipped)."""
+    def cl(v):
+        return tf.clip_by_value(v, -clip, clip) if clip is not None else v
+
+    if kind == "LSTM":
+        g = xg if h is None else xg + tf.raw_ops.MatMul(a=h, b=rt)
+        i, o, f, z = tf.split(g, 4, axis=-1)
+        i, o, f, z = act[0](cl(i)), act[0](cl(o)), act[0](cl(f)), act[1](cl(z))
+        c = i * z if c is None else f * c + i * z
+        return o * act[2](c), c
+    if kind == "RNN":
+        return act[0](cl(xg if h is None else xg + tf.raw_ops.MatMul(a=h, b=rt))), None
+    xz, xr, xh = tf.split(xg, 3, axis=-1)
+    if h is None:
+        zr = tf.concat([xz, xr], -1)
+        hr = rb if lbr else None
+    else:
+        hr = tf.raw_ops.MatMul(a=h, b=rt)
+        hz, hrr, hh = tf.split(hr, 3, axis=-1)
+        zr = tf.concat([xz + hz, xr + hrr], -1)
+        hr = hh + rb if lbr else None
+    z, r = tf.split(act[0](cl(zr)), 2, axis=-1)
+    if lbr:
+        cand = act[1](cl(xh + r * hr))
+    elif h is None:
+        cand = act[1](cl(xh + rb))
+    else:
+        cand = act[1](cl(xh + tf.raw_ops.MatMul(a=r * h, b=rt[:, 2 * hidden:]) + rb))
+    one = tf.constant(1, cand.dtype)
+    return (one - z) * cand if h is None else (one - z) * cand + z * h, None
+
+
+def _outputs(ctx: EmitContext, node: Node, outs, last_h, last_c, batch_first: bool) -> None:
+    """Y is [T, dirs, B, H] (layout 1: [B, T, dirs, H]); Y_h and Y_c are [dirs, B, H] ([B, dirs, H])."""
+    names = list(node.outputs) + ["", "", ""]
+    if names[0]:
+        per_dir = [tf.stack(ys, axis=1 if batch_first else 0) for ys in outs]
+        ctx.set(names[0], tf.stack(per_dir, axis=2 if batch_first else 1))
+    for name, states in ((names[1], last_h), (names[2], last_c)):
+        if name:
+            ctx.set(name, tf.stack(states, axis=1 if batch_first else 0))

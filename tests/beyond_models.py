@@ -1,0 +1,121 @@
+"""Small seeded PyTorch models beyond CNNs (transformer, recurrent, raw waveform, decoder) and their exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch_models import export
+
+
+class ViT(nn.Module):
+    """AST/ViT-style: patch-embedding conv, CLS token expanded to the batch, positional embedding,
+    nn.TransformerEncoder (batch_first), CLS + mean pooling."""
+
+    def __init__(self, mel: int = 32, frames: int = 32, patch: int = 8, dim: int = 32, heads: int = 4,
+                 layers: int = 2, norm_first: bool = False, activation: str = "gelu", classes: int = 5):
+        super().__init__()
+        self.patch = nn.Conv2d(1, dim, patch, patch)
+        n = (mel // patch) * (frames // patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.5)
+        self.pos = nn.Parameter(torch.randn(1, n + 1, dim) * 0.5)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim * 2, dropout=0.0, activation=activation,
+                                           batch_first=True, norm_first=norm_first)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(2 * dim, classes)
+
+    def forward(self, x):
+        p = self.patch(x.unsqueeze(1)).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), p], dim=1) + self.pos
+        h = self.norm(self.encoder(tokens))
+        return self.head(torch.cat([h[:, 0], h[:, 1:].mean(dim=1)], dim=-1))
+
+
+class TanhGelu(nn.Module):
+    """A decomposed-LayerNorm MLP block with tanh-approximate GELU and a hand-written attention (Split, Where
+    over an Equal/Mod mask), the spellings hand-rolled transformer code exports."""
+
+    def __init__(self, dim: int = 24, seq: int = 10):
+        super().__init__()
+        self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.g, self.b = nn.Parameter(torch.randn(dim) * 0.1 + 1), nn.Parameter(torch.randn(dim) * 0.1)
+        self.seq = seq
+
+    def forward(self, x):  # x: [B, seq, dim]
+        mu = x.mean(-1, keepdim=True)
+        var = (x - mu).pow(2).mean(-1, keepdim=True)
+        h = (x - mu) / torch.sqrt(var + 1e-5) * self.g + self.b
+        q, k, v = self.qkv(h).split(h.shape[-1], dim=-1)
+        att = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        idx = torch.arange(x.shape[1])
+        mask = torch.eq(torch.remainder(idx[:, None] - idx[None, :], 3), 0)
+        att = torch.where(mask, att, torch.full_like(att, -1e4)).softmax(-1)
+        y = self.out(att @ v)
+        return F.gelu(y, approximate="tanh") + x.repeat(1, 1, 1)
+
+
+class Recurrent(nn.Module):
+    def __init__(self, kind: str = "lstm", bidirectional: bool = False, layers: int = 1, feat: int = 12,
+                 hidden: int = 16):
+        super().__init__()
+        cls = nn.LSTM if kind == "lstm" else nn.GRU
+        self.rnn = cls(feat, hidden, layers, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), 4)
+
+    def forward(self, x):  # x: [B, T, feat]
+        y, _ = self.rnn(x)
+        return self.head(y)
+
+
+class Waveform(nn.Module):
+    """Raw-waveform front end: strided and dilated Conv1d, GroupNorm, Elu/LeakyRelu/Selu, MaxPool1d, LogSoftmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(1, 16, 32, stride=8, padding=12)
+        self.gn = nn.GroupNorm(4, 16)
+        self.c2 = nn.Conv1d(16, 16, 3, dilation=2, padding=2)
+        self.c3 = nn.Conv1d(16, 24, 3, dilation=4, stride=2)
+        self.pool = nn.MaxPool1d(3, 2)
+        self.head = nn.Linear(24, 6)
+
+    def forward(self, wav):  # wav: [B, samples]
+        h = F.elu(self.gn(self.c1(wav.unsqueeze(1))))
+        h = self.pool(F.leaky_relu(self.c2(h), 0.1))
+        h = F.selu(self.c3(h))
+        return F.log_softmax(self.head(h.mean(-1)), dim=-1)
+
+
+class Decoder(nn.Module):
+    """Decoder-style: ConvTranspose2d and Upsample (nearest, bilinear) on a [B, C, H, W] input."""
+
+    def __init__(self, mode: str = "nearest", align_corners: bool | None = None, output_padding: int = 0):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 8, 3, stride=2, padding=1, output_padding=output_padding)
+        self.mode, self.align = mode, align_corners
+        self.conv = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x):
+        h = F.relu(self.up(x))
+        h = F.interpolate(h, scale_factor=2, mode=self.mode, align_corners=self.align)
+        return self.conv(h)
+
+
+def seeded(builder, *args, seed: int = 0, **kw) -> nn.Module:
+    torch.manual_seed(seed)
+    return builder(*args, **kw).eval()
+
+
+def export_model(net: nn.Module, shape: tuple[int, ...], path: Path, opset: int | None, dynamo: bool = False) -> Path:
+    """Export with a dynamic batch. The fused fast path of nn.TransformerEncoder (aten::_transformer_encoder_
+    layer_fwd) has no ONNX export, so it is switched off, as anyone exporting such a model must."""
+    torch.manual_seed(1)
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        return export(net, torch.randn(2, *shape), path, opset, dynamo)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
