@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", choices=("auto",), help="pick the batch size from free memory and throughput")
     b.add_argument("--memory-budget", type=float, help="GiB of peak process memory for --batch auto "
                    "(default: half the free memory)")
+    b.add_argument("--trust", action="store_true", help="go on although a TF model has file/network/code ops")
     p = sub.add_parser("profile", help="per-op-type inference profile and load-phase breakdown")
     p.add_argument("model", help=".pb, SavedModel dir or graphport output dir")
     p.add_argument("--vs", action="append", default=[], help="another model to profile side by side")
@@ -101,9 +102,12 @@ def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from graphport.bench import bench, table
+    from graphport.runtime.trust import require_trust
 
     onednn = {"on": (True,), "off": (False,), "both": (True, False)}[args.onednn]
     models = [Path(args.model), *map(Path, args.vs)]
+    for m in models:  # before any backend loads anything
+        require_trust(m, args.trust)
     backends = tuple(x.strip() for x in args.backends.split(",") if x.strip())
     auto = args.batch == "auto"
     sizes = [0] if auto else list(args.batch_sizes)

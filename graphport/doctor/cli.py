@@ -12,6 +12,7 @@ from rich.console import Console
 
 from graphport.doctor import diagnose, doctor_flags
 from graphport.doctor.load import DoctorError, load, untrusted_ops
+from graphport.runtime.trust import refuse_untrusted
 
 __all__ = ["doctor_flags", "register", "run"]
 
@@ -39,10 +40,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         raise DoctorError("--fix needs -o OUT: the input is never modified.")
     model = load(args.path, tag=args.tag, signature=args.signature)
     risky = untrusted_ops(model)
-    if risky and (args.fix or args.measure) and not args.trust:
-        listing = ", ".join(f"{op} ('{name}')" for op, name in risky[:8])
-        raise DoctorError(f"the model contains ops that touch files or run code: {listing}. Nothing was loaded "
-                          f"or run; pass --trust to go on.")
+    if (args.fix or args.measure) and not args.trust:
+        refuse_untrusted(risky)
     from graphport.doctor.report import print_analysis, print_fix
 
     analysis, risk = diagnose(model)
