@@ -497,7 +497,10 @@ def argmax(draw, b: Builder, t: T):
     shape = tuple(1 if i == a else d for i, d in enumerate(t.shape)) if keep else t.shape[:a] + t.shape[a + 1:]
     if not shape:
         return None
-    idx = b.node(op, [t.name], None, axis=a, keepdims=int(keep))
+    # ONNX leaves the arg of a NaN unspecified (ORT and TF differ), so NaNs from Log/Sqrt/Pow become 0 first.
+    nan = b.node("IsNaN", [t.name], None)
+    clean = b.node("Where", [nan.name, b.const(np.float32(0)), t.name], None)
+    idx = b.node(op, [clean.name], None, axis=a, keepdims=int(keep))
     return b.node("Cast", [idx.name], shape, to=TensorProto.FLOAT)
 
 
