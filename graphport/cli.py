@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from graphport.doctor.cli import register as register_doctor
 
     register_doctor(sub)
+    from graphport.predict_cli import register as register_predict
+
+    register_predict(sub)
     e = sub.add_parser("example", help="convert the bundled example EfficientNet, verify it, load it in graph mode")
     e.add_argument("-o", "--out", default="graphport-example", help="output directory (replaced)")
     return parser
@@ -75,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return {"convert": _convert, "example": _example, "bench": _bench, "profile": _profile,
-                "doctor": _doctor}[args.command](args)
+                "doctor": _doctor, "predict": _predict}[args.command](args)
     except GraphportError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         return e.exit_code
     except KeyboardInterrupt:
-        console.print("[red]interrupted; no output was written[/]")
+        console.print("[red]interrupted; outputs are written atomically, so nothing half-written was left[/]")
         return 130
 
 
@@ -156,6 +159,12 @@ def _profile(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from graphport.doctor.cli import run
+
+    return run(args, console)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from graphport.predict_cli import run
 
     return run(args, console)
 
