@@ -45,11 +45,44 @@ def load_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
     opset = default_opset(model)
     if opset > MAX_OPSET:
         raise InvalidModel(f"the model uses opset {opset}; graphport knows opsets up to {MAX_OPSET}.")
+    _check_wiring(model.graph)
     try:
         onnx.checker.check_model(model, full_check=False)
     except Exception as e:
         raise InvalidModel(f"the ONNX checker rejects this model: {str(e).strip().splitlines()[0]}") from e
     return model, model.SerializeToString()
+
+
+def _check_wiring(graph: onnx.GraphProto) -> None:
+    """Name the dangling input or the cycle: the checker reports both as 'not topologically sorted'."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    defined |= {t.values.name for t in graph.sparse_initializer}
+    producer = {o: k for k, n in enumerate(graph.node) for o in n.output}
+    for n in graph.node:
+        for i in n.input:
+            if i not in defined and i not in producer:
+                raise InvalidModel(f"node '{n.name or n.op_type}' reads '{i}', which no node, graph input or "
+                                   f"initializer defines.")
+    users: dict[int, list[int]] = {}
+    waiting = []
+    for k, n in enumerate(graph.node):
+        deps = {producer[i] for i in n.input if i in producer}
+        waiting.append(len(deps))
+        for d in deps:
+            users.setdefault(d, []).append(k)
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    done: set[int] = set()
+    while ready:  # Kahn's order: what is never ready sits on or behind a cycle
+        k = ready.pop()
+        done.add(k)
+        for u in users.get(k, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                ready.append(u)
+    if len(done) < len(graph.node):
+        stuck = [graph.node[k].name or graph.node[k].op_type for k in range(len(graph.node)) if k not in done]
+        raise InvalidModel(f"the graph has a cycle (through or behind node(s) {', '.join(stuck[:6])}); "
+                           f"ONNX graphs must be acyclic.")
 
 
 def default_opset(model: onnx.ModelProto) -> int:
