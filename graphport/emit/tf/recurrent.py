@@ -93,28 +93,20 @@ def recurrent(ctx: EmitContext, node: Node) -> None:
     batch_first = bool(node.attrs.get("layout", 0))
     acts = _activations(node, dirs)
     clip = node.attrs.get("clip")
-    w = ctx.static(node.inputs[1])
-    r = ctx.static(node.inputs[2])
-    hidden = r.shape[-1]
-    b = ctx.static(node.inputs[3]) if _opt(node, 3) else np.zeros((dirs, 2 * gates * hidden), w.dtype)
     x, time_axis, steps = _sequence(ctx, node, batch_first)
     _check_lengths(ctx, node, steps)
     lbr = kind == "GRU" and node.attrs.get("linear_before_reset", 0)
-    # one projection for every step and direction: [.., I] x [I, dirs*G*H]
-    in_bias = b[:, :gates * hidden] + b[:, gates * hidden:]
-    if kind == "GRU":  # the candidate's recurrent bias is applied with (or inside) the reset gate
-        in_bias[:, 2 * hidden:] = b[:, 2 * hidden:3 * hidden]
-    w_all = np.concatenate([w[d].T for d in range(dirs)], axis=1).astype(w.dtype)
+    hidden = int(node.attrs.get("hidden_size", 0)) or ctx.shape_ints(node.inputs[2])[-1]
+    w_all, in_bias, rts, rbs = _weights(ctx, node, gates, dirs, hidden)
     feats = x.shape[-1]
     flat = tf.reshape(x, [-1, feats]) if feats is not None else tf.reshape(x, [-1, tf.shape(x)[-1]])
-    proj = tf.nn.bias_add(tf.raw_ops.MatMul(a=flat, b=tf.constant(w_all)), tf.constant(in_bias.reshape(-1)))
+    proj = tf.nn.bias_add(tf.raw_ops.MatMul(a=flat, b=w_all), in_bias)
     dims = [d if d is not None else -1 for d in x.shape.as_list()[:2]] + [dirs * gates * hidden]
     proj = tf.unstack(tf.reshape(proj, dims), num=steps, axis=time_axis)
     outs, last_h, last_c = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
-        rt = tf.constant(np.ascontiguousarray(r[d].T))
-        rb = tf.constant(b[d, 2 * gates * hidden - hidden:]) if kind == "GRU" else None
+        rt, rb = rts[d], rbs[d]
         h = _state(ctx, _opt(node, 5), d, batch_first)
         c = _state(ctx, _opt(node, 6), d, batch_first) if kind == "LSTM" else None
         ys: list[tf.Tensor] = [None] * steps  # type: ignore[list-item]
@@ -126,6 +118,32 @@ def recurrent(ctx: EmitContext, node: Node) -> None:
         last_h.append(h)
         last_c.append(c)
     _outputs(ctx, node, outs, last_h, last_c, batch_first)
+
+
+def _weights(ctx: EmitContext, node: Node, gates: int, dirs: int, hidden: int):
+    """W of every direction as one [I, dirs*G*H] matrix with its bias, and per direction R^T and GRU's Rb_h.
+
+    Constants are prepared now in numpy; runtime weights (as ONNX's conformance tests feed them) in-graph."""
+    names = [node.inputs[1], node.inputs[2], _opt(node, 3)]
+    arrs = [ctx.const(n) if n else None for n in names]
+    xp = np if all(a is not None and a.dtype != object for a, n in zip(arrs, names) if n) else None
+    if xp is None:  # runtime: the same algebra on tensors
+        w, r = ctx.onnx_order(names[0]), ctx.onnx_order(names[1])
+        b = ctx.onnx_order(names[2]) if names[2] else tf.zeros([dirs, 2 * gates * hidden], w.dtype)
+        cat, tr, const = (lambda v: tf.concat(v, 1)), tf.transpose, (lambda v: v)
+    else:
+        w, r = arrs[0], arrs[1]
+        b = arrs[2] if names[2] else np.zeros((dirs, 2 * gates * hidden), w.dtype)
+        cat, tr, const = (lambda v: np.concatenate(v, 1)), (lambda v: np.ascontiguousarray(v.T)), tf.constant
+    gh = gates * hidden
+    in_bias = [b[d, :gh] + b[d, gh:] for d in range(dirs)]
+    if node.op_type == "GRU":  # the candidate's recurrent bias Rb_h is applied with (or inside) the reset gate
+        in_bias = [cat([ib[None, :2 * hidden], b[d, None, 2 * hidden:gh]])[0] for d, ib in enumerate(in_bias)]
+    w_all = cat([tr(w[d]) for d in range(dirs)])
+    bias = cat([ib[None] for ib in in_bias])
+    bias = bias.reshape(-1) if xp is np else tf.reshape(bias, [-1])
+    rbs = [const(b[d, 2 * gh - hidden:]) if node.op_type == "GRU" else None for d in range(dirs)]
+    return const(w_all), const(bias), [const(tr(r[d])) for d in range(dirs)], rbs
 
 
 def _step(kind: str, act: list, xg: tf.Tensor, h, c, rt: tf.Tensor, rb, hidden: int, clip, lbr: bool):
