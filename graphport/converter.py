@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -9,6 +10,7 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,10 +56,35 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
     """
     start = time.perf_counter()
     out = Path(out_dir).absolute()
-    if out.exists() and not force:
-        raise OutputExists(f"output directory '{out}' already exists; pass --force (force=True) to replace it.")
     if any(b < 1 for b in batch_sizes):
         raise GraphportError(f"batch sizes must be >= 1, got {list(batch_sizes)}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        if out.exists() and not force:
+            raise OutputExists(f"output directory '{out}' already exists; pass --force (force=True) to replace it.")
+        return _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol)
+
+
+@contextmanager
+def _exclusive(out: Path):
+    """One conversion at a time per output folder (a lock on the parent directory). Holding it, whatever a killed
+    run left behind is stale: an output moved aside but not yet replaced is put back, temp folders are removed."""
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for old in out.parent.glob(f".{out.name}.old-*"):
+            if not out.exists() and (old / "x").is_dir():
+                os.rename(old / "x", out)
+            shutil.rmtree(old, ignore_errors=True)
+        for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
+             atol: float, rtol: float) -> ConversionReport:
     proto, onnx_bytes = load_model(model)
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
     graph = to_ir(proto)
@@ -65,7 +92,6 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
     graph = optimize(graph)
     emitted = build_graph_def(graph)
     tf_ops = dict(Counter(n.op for n in emitted.graph_def.node).most_common())
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         write_pb(emitted, tmp / "model.pb")

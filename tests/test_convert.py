@@ -110,3 +110,15 @@ def test_force_replaces_whole_output(tmp_path):
     (out / "stale.txt").write_text("x")
     assert graphport.convert(EXAMPLE, out, force=True, verify_outputs=False).out_dir
     assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.pb", "saved_model"]
+
+
+def test_output_moved_aside_by_a_killed_run_is_restored(tmp_path):
+    """A run killed between moving the old output aside and renaming the new one in leaves `.out.old-*/x`."""
+    aside = tmp_path / ".out.old-abc123" / "x"
+    aside.mkdir(parents=True)
+    (aside / "keep.txt").write_text("earlier output")
+    (tmp_path / ".out.tmp-dead").mkdir()
+    with pytest.raises(graphport.GraphportError, match="already exists"):
+        graphport.convert(EXAMPLE, tmp_path / "out", verify_outputs=False)
+    assert (tmp_path / "out" / "keep.txt").read_text() == "earlier output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
