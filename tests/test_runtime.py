@@ -124,3 +124,26 @@ def test_pick_batch_size_respects_budget(out):
     tight = _pick(out, str(tight_budget))
     assert tight["peak"] <= tight_budget
     assert 1 <= tight["batch"] < 64
+
+
+def _hungry_model(path):
+    """[batch, 256] -> Tile to [batch, 1M] -> mean: 4 MB of activations per row, so memory, not speed, limits B."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    reps = numpy_helper.from_array(np.array([1, 4096], np.int64), "reps")
+    nodes = [helper.make_node("Tile", ["x", "reps"], ["t"]), helper.make_node("Exp", ["t"], ["e"]),
+             helper.make_node("ReduceMean", ["e"], ["y"], axes=[1], keepdims=1)]
+    graph = helper.make_graph(nodes, "hungry", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 256])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])], [reps])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), path)
+
+
+def test_batch_auto_backs_off_under_a_small_memory_budget(tmp_path):
+    _hungry_model(tmp_path / "hungry.onnx")
+    assert graphport.convert(tmp_path / "hungry.onnx", tmp_path / "out", batch_sizes=(1, 3)).ok
+    free = _pick(tmp_path / "out", "free")
+    probes = {int(b): p for b, p in free["probes"].items()}
+    budget = probes[1] + 200 * 1024**2  # ~50 rows of activations
+    tight = _pick(tmp_path / "out", str(budget))
+    assert tight["peak"] <= budget
+    assert 1 <= tight["batch"] < 64, tight["explain"]
