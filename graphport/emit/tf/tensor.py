@@ -8,7 +8,7 @@ import tensorflow as tf
 from graphport.emit.tf.context import EmitContext
 from graphport.emit.tf.registry import Decline, op
 from graphport.ir.graph import Node
-from graphport.ir.symbolic import Sym, is_symbolic
+from graphport.ir.symbolic import Atom, Sym, is_symbolic
 
 INT32_MAX = 2**31 - 1
 
@@ -44,8 +44,32 @@ def axes_of(ctx: EmitContext, node: Node, since: int, k: int = 1) -> list[int] |
     return None if not _opt(node, k) else [int(a) for a in ctx.static(node.inputs[k]).ravel()]
 
 
-def shape_operand(ctx: EmitContext, name: str, x: tf.Tensor | None = None, allow_zero: bool = False):
-    """A Reshape-style target: plain ints where known (one symbol becomes -1), else a runtime int64 vector."""
+def ir_dim(ctx: EmitContext, name: str, axis: int) -> Sym | int | None:
+    """Dim `axis` of `name` as the IR knows it (a symbol's `Sym`, which `sym_value` reads from the one shared
+    Shape of a graph input), or None."""
+    shape = ctx.graph.values[name].shape if name in ctx.graph.values else None
+    d = shape[axis] if shape is not None and axis < len(shape) else None
+    if isinstance(d, str):
+        if d not in ctx.graph.symbols:
+            return None
+        src, ax = ctx.graph.symbols[d]
+        return Sym.atom(Atom(d, source=src, axis=ax))
+    return d
+
+
+def ir_shape(ctx: EmitContext, name: str) -> tf.Tensor | None:
+    """The full shape of `name` as a runtime vector built from the shared batch read, if the IR knows every dim."""
+    shape = ctx.graph.values[name].shape if name in ctx.graph.values else None
+    if shape is None or None in shape:
+        return None
+    return ctx.materialize(np.array([ir_dim(ctx, name, i) for i in range(len(shape))], dtype=object))
+
+
+def shape_operand(ctx: EmitContext, name: str, x: tf.Tensor | None = None, allow_zero: bool = False,
+                  src: str | None = None):
+    """A Reshape-style target: plain ints where known (one symbol becomes -1), else a runtime int64 vector.
+
+    `src`, the ONNX name of `x`, lets a copied (0) dim unknown to TF come from the IR's symbolic shape."""
     arr = ctx.const(name)
     if arr is None:
         target = tf.cast(ctx.onnx_order(name), tf.int64)
@@ -63,6 +87,8 @@ def shape_operand(ctx: EmitContext, name: str, x: tf.Tensor | None = None, allow
         for i, v in enumerate(vals):
             if not isinstance(v, Sym) and v == 0:
                 vals[i] = in_shape[i] if in_shape[i] is not None else None
+    if None in vals and src is not None:  # copied dims: the IR may know them symbolically
+        vals = [ir_dim(ctx, src, i) if v is None else v for i, v in enumerate(vals)]
     if None in vals:  # copied dims unknown until run time
         dyn = tf.shape(x, out_type=tf.int64)
         parts = [dyn[i] if v is None else (ctx.sym_value(v) if isinstance(v, Sym) else tf.constant(int(v), tf.int64))
@@ -80,8 +106,12 @@ def shape_operand(ctx: EmitContext, name: str, x: tf.Tensor | None = None, allow
 @op("Reshape")
 def reshape(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
-    target = shape_operand(ctx, node.inputs[1], x, bool(node.attrs.get("allowzero", 0)))
-    ctx.set(node.outputs[0], tf.reshape(x, target))
+    target = shape_operand(ctx, node.inputs[1], x, bool(node.attrs.get("allowzero", 0)), src=node.inputs[0])
+    y = tf.reshape(x, target)
+    known = ctx.graph.values[node.outputs[0]].shape if node.outputs[0] in ctx.graph.values else None
+    if known is not None and len(known) == y.shape.rank:  # a runtime target hides dims the IR has folded
+        y.set_shape([d if isinstance(d, int) else None for d in known])
+    ctx.set(node.outputs[0], y)
 
 
 @op("Flatten")
@@ -262,6 +292,10 @@ def expand(ctx: EmitContext, node: Node) -> None:
     arr = ctx.const(node.inputs[1])
     if arr is not None and not is_symbolic(arr) and None not in x.shape.as_list():
         out = np.broadcast_shapes(tuple(x.shape.as_list()), tuple(int(v) for v in arr))
+        ctx.set(node.outputs[0], tf.broadcast_to(x, out))
+        return
+    out = ir_shape(ctx, node.outputs[0])  # from the shared batch read rather than one more Shape(x)
+    if out is not None:
         ctx.set(node.outputs[0], tf.broadcast_to(x, out))
         return
     ctx.set(node.outputs[0], tf.broadcast_to(x, tf.broadcast_dynamic_shape(tf.shape(x, out_type=tf.int64), target)))
