@@ -119,3 +119,28 @@ def export_model(net: nn.Module, shape: tuple[int, ...], path: Path, opset: int 
         return export(net, torch.randn(2, *shape), path, opset, dynamo)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast)
+
+
+def branching_model(nested: bool = False):
+    """A VAD-style ONNX graph that branches on a scalar `sr` input: If(sr == 16000) -> Mul+Relu, else Sigmoid
+    (with `nested`, the then-branch holds a second If on the same condition)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    def vi(name, shape, t=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, t, shape)
+
+    els = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["e0"])], "else", [], [vi("e0", ["batch", 4])])
+    then_nodes = [helper.make_node("Mul", ["x", "two_t"], ["t0"]), helper.make_node("Relu", ["t0"], ["t1"])]
+    if nested:
+        inner = helper.make_graph([helper.make_node("Tanh", ["t1"], ["n0"])], "inner", [], [vi("n0", ["batch", 4])])
+        then_nodes.append(helper.make_node("If", ["c"], ["t2"], then_branch=inner, else_branch=els))
+    then = helper.make_graph(then_nodes, "then", [], [vi("t2" if nested else "t1", ["batch", 4])],
+                             [numpy_helper.from_array(np.full(4, 2.0, np.float32), "two_t")])
+    nodes = [helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array(16000, np.int64))),
+             helper.make_node("Equal", ["sr", "k"], ["c"]),
+             helper.make_node("If", ["c"], ["y0"], then_branch=then, else_branch=els),
+             helper.make_node("Add", ["y0", "one"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [vi("x", ["batch", 4]), vi("sr", [], TensorProto.INT64)],
+                              [vi("y", ["batch", 4])], [numpy_helper.from_array(np.ones(4, np.float32), "one")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -16,7 +16,8 @@ from tensorflow.core.framework import graph_pb2
 
 import graphport
 from graphport.emit.tf.batchdeps import batch_dependencies
-from graphport.errors import UnsupportedModel
+from graphport.errors import GraphportError, UnsupportedModel
+from graphport.passes import fix_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -210,3 +211,24 @@ def test_models_really_differ():
     """Guard: the helper models are seeded, so the same call gives the same weights (tests are reproducible)."""
     a, b = bm.seeded(bm.ViT), bm.seeded(bm.ViT)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+# ---- control flow on model inputs -------------------------------------------------------------------------------
+def test_if_on_input_is_refused_by_name(tmp_path):
+    with pytest.raises(UnsupportedModel, match=r"If .*depends on graph input 'sr'.*--fix-input sr=VALUE"):
+        graphport.convert(bm.branching_model(), tmp_path / "out")
+
+
+@pytest.mark.parametrize("sr, nested, op", [(16000, False, "Relu"), (8000, False, "Sigmoid"),
+                                            (16000, True, "Tanh")])
+def test_fixed_input_folds_the_branch(tmp_path, sr, nested, op):
+    model = fix_inputs(bm.branching_model(nested), {"sr": np.array(sr)})
+    report, _ = convert_ok(model, tmp_path / "out")
+    assert op in report.tf_ops and not {"If", "StatelessIf"} & set(report.tf_ops)
+
+
+@pytest.mark.parametrize("values, needle", [({"rate": 1}, "does not take as input"),
+                                            ({"sr": np.array([1, 2])}, "does not fit")])
+def test_fix_input_errors(values, needle):
+    with pytest.raises(GraphportError, match=needle):
+        fix_inputs(bm.branching_model(), values)

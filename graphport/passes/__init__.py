@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from graphport.ir.graph import Graph
 from graphport.passes.cleanup import eliminate_dead_code
+from graphport.passes.control import fix_inputs, fold_if, refuse_control_flow  # noqa: F401  (fix_inputs: API)
 from graphport.passes.fold import fold_constants
 from graphport.passes.fuse import fold_batchnorm_into_conv, fuse_pad_into_conv
 
 
 def optimize(graph: Graph) -> Graph:
-    """Fold shapes and constants, drop dead code, then fuse BatchNorm and zero Pads into convolutions."""
-    for step in (fold_constants, eliminate_dead_code, fold_batchnorm_into_conv, fuse_pad_into_conv,
+    """Fold shapes and constants (inlining each `If` whose condition folds), refuse control flow that is left,
+    drop dead code, then fuse BatchNorm and zero Pads into convolutions."""
+    graph = fold_constants(graph)
+    folded = 1
+    while folded:  # an inlined branch may decide a nested If
+        graph, folded = fold_if(graph)
+        if folded:
+            graph = fold_constants(graph)
+    refuse_control_flow(graph)
+    for step in (eliminate_dead_code, fold_batchnorm_into_conv, fuse_pad_into_conv,
                  eliminate_dead_code):
         graph = step(graph)
     for name in graph.outputs:  # metadata lists output shapes: derived `Sym` dims (4*batch) are not names

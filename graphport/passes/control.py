@@ -1,0 +1,147 @@
+"""Control flow on model inputs: specialise inputs to constants, then inline every `If` whose condition folds.
+
+Exported models branch on scalar inputs (a voice-activity model runs `If` on its sample rate, with LSTMs in the
+branches). A TF graph with `tf.cond` is slow to load on old C API hosts and hides shapes, so graphport keeps graphs
+flat: `fix_inputs` turns chosen inputs into constants (`--fix-input NAME=VALUE`), constant folding then decides the
+condition, and `fold_if` puts the chosen branch's nodes into the main graph. What stays is refused by name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from graphport.errors import GraphportError, UnsupportedModel
+from graphport.ir.graph import Graph, Node, Value
+
+CONTROL_FLOW = ("If", "Loop", "Scan")
+
+
+def fix_inputs(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of `model` whose inputs named in `values` are initializers with those values.
+
+    Done on the ONNX model, not the IR, so the verification reference (ONNX Runtime) runs the same specialised
+    model: pass the result both to `to_ir` and, serialised, to `verify`."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    inits = {t.name for t in g.initializer}
+    by_name = {vi.name: vi for vi in g.input if vi.name not in inits}
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        raise GraphportError(f"--fix-input names {', '.join(map(repr, unknown))}, which the model does not take as "
+                             f"input; its inputs are: {', '.join(map(repr, by_name)) or 'none'}.")
+    for name, value in values.items():
+        vi = by_name[name]
+        tt = vi.type.tensor_type
+        arr = np.asarray(value, dtype=helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        if tt.HasField("shape"):
+            want = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            if len(want) != arr.ndim and arr.size == 1 and None not in want and int(np.prod(want)) == 1:
+                arr = arr.reshape(want)
+            if len(want) != arr.ndim or any(w is not None and w != s for w, s in zip(want, arr.shape)):
+                raise GraphportError(f"--fix-input {name}: a value of shape {list(arr.shape)} does not fit the "
+                                     f"input's shape {[w if w is not None else '?' for w in want]}.")
+        g.initializer.append(numpy_helper.from_array(arr, name))
+        g.input.remove(vi)
+    return out
+
+
+def fold_if(graph: Graph) -> tuple[Graph, int]:
+    """Inline the chosen branch of every `If` whose condition is a constant; returns (graph, how many)."""
+    nodes: list[Node] = []
+    folded = 0
+    for node in graph.nodes:
+        cond = graph.const(node.inputs[0]) if node.op_type == "If" and not node.domain else None
+        if cond is None or cond.dtype == object:
+            nodes.append(node)
+            continue
+        taken = bool(np.asarray(cond).ravel()[0])
+        nodes.extend(_inline(graph, node, node.attrs["then_branch" if taken else "else_branch"],
+                             "then" if taken else "else"))
+        folded += 1
+    graph.nodes = nodes
+    return graph, folded
+
+
+def _inline(graph: Graph, node: Node, branch: onnx.GraphProto, tag: str) -> list[Node]:
+    """The branch's nodes with its own names prefixed, its outputs renamed to the If's outputs."""
+    prefix = f"{node.name}/{tag}/"
+    produced = {o for n in branch.node for o in n.output if o} | {t.name for t in branch.initializer}
+    rename = {name: prefix + name for name in produced}
+    for b_out, if_out in zip(branch.output, node.outputs):  # a value made inside the branch takes the If's name
+        if b_out.name in produced and b_out.name not in {t.name for t in branch.initializer}:
+            rename[b_out.name] = if_out
+    for t in branch.initializer:
+        arr = numpy_helper.to_array(t)
+        graph.values[rename[t.name]] = Value(rename[t.name], arr.dtype, arr.shape, arr)
+    for vi in branch.value_info:
+        if vi.name in rename and rename[vi.name] not in graph.values:
+            tt = vi.type.tensor_type
+            dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+            graph.values[rename[vi.name]] = Value(rename[vi.name], dtype, None)
+    out: list[Node] = []
+    for i, n in enumerate(branch.node):
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        for k, a in attrs.items():
+            if isinstance(a, onnx.TensorProto):
+                attrs[k] = numpy_helper.to_array(a)
+            elif isinstance(a, onnx.GraphProto):
+                attrs[k] = _renamed(a, rename)
+        out.append(Node(n.op_type, prefix + (n.name or f"{n.op_type}_{i}"), [rename.get(x, x) for x in n.input],
+                        [rename.get(x, x) for x in n.output], attrs, n.domain if n.domain != "ai.onnx" else ""))
+    for b_out, if_out in zip(branch.output, node.outputs):
+        if rename.get(b_out.name) != if_out:  # an outer value or a branch constant passed straight through
+            out.append(Node("Identity", f"{prefix}{if_out}/identity", [rename.get(b_out.name, b_out.name)], [if_out]))
+    return out
+
+
+def _renamed(g: onnx.GraphProto, rename: dict[str, str]) -> onnx.GraphProto:
+    """A nested subgraph reading values of the inlined branch by their new names (ONNX forbids shadowing)."""
+    copy = onnx.GraphProto()
+    copy.CopyFrom(g)
+    for n in copy.node:
+        for i, x in enumerate(n.input):
+            if x in rename:
+                n.input[i] = rename[x]
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                a.g.CopyFrom(_renamed(a.g, rename))
+    for o in copy.output:
+        if o.name in rename and o.name not in {x for n in copy.node for x in n.output}:
+            o.name = rename[o.name]
+    return copy
+
+
+def refuse_control_flow(graph: Graph) -> None:
+    """Name each control-flow node left after folding and the graph inputs it depends on, suggesting the flag."""
+    producers = graph.producers()
+    items = []
+    for node in graph.nodes:
+        if node.op_type not in CONTROL_FLOW or node.domain:
+            continue
+        deps = _input_deps(graph, producers, node.inputs[:1] if node.op_type == "If" else node.inputs[:2])
+        if deps:
+            hint = ", ".join(f"'{d}'" for d in deps)
+            why = (f"its {'condition' if node.op_type == 'If' else 'trip count/condition'} depends on graph input "
+                   f"{hint}; specialise it with --fix-input {deps[0]}=VALUE so the branch folds away")
+        else:
+            why = "control flow that does not fold to a constant (graphport emits flat graphs only)"
+        items.append((node.op_type, node.name, graph.opset, why))
+    if items:
+        raise UnsupportedModel(items)
+
+
+def _input_deps(graph: Graph, producers: dict[str, Node], names: list[str]) -> list[str]:
+    seen, found, stack = set(), [], [n for n in names if n]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in graph.inputs:
+            found.append(name)
+        elif name in producers:
+            stack.extend(i for i in producers[name].inputs if i)
+    return sorted(found)
