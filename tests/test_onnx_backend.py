@@ -52,7 +52,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     _exact('convtranspose_3d'): "declined: 3-D ConvTranspose",
     _exact('convtranspose_autopad_same convtranspose_output_shape convtranspose_kernel_shape'):
         "declined: ConvTranspose auto_pad SAME / output_shape (pads derived from a requested output size)",
-    _exact('convtranspose_group_2 convtranspose_group_2_image_3'): "declined: grouped ConvTranspose (group > 1)",
     _exact('convtranspose_dilations'):
         "the test feeds W" + _RUNTIME + " for a dilated ConvTranspose (constant W is spread with zeros)",
     r"^test_(resize_\w+|upsample_nearest)_cpu$":

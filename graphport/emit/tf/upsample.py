@@ -152,8 +152,7 @@ def conv_transpose(ctx: EmitContext, node: Node) -> None:
     spatial = w.shape.rank - 2 if isinstance(w, tf.Tensor) else w.ndim - 2
     if spatial not in (1, 2):
         raise Decline(f"{spatial}-D ConvTranspose")
-    if node.attrs.get("group", 1) != 1:
-        raise Decline("grouped ConvTranspose (group > 1)")
+    group = int(node.attrs.get("group", 1))
     if "output_shape" in node.attrs:
         raise Decline("ConvTranspose with output_shape")
     auto = _s(node.attrs.get("auto_pad", "NOTSET"))
@@ -188,10 +187,16 @@ def conv_transpose(ctx: EmitContext, node: Node) -> None:
         b = tf.shape(x, out_type=tf.int64)[0]
     else:
         b = tf.constant(int(b), tf.int64)
-    out_sizes = tf.stack([b] + [tf.constant(v, tf.int64) for v in full + [int(w.shape[1])]])
-    filt = tf.transpose(w, (2, 3, 1, 0)) if isinstance(w, tf.Tensor) else tf.constant(np.transpose(w, (2, 3, 1, 0)))
-    y = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.cast(out_sizes, tf.int32), filter=filt, out_backprop=x,
-                                       strides=[1, *strides, 1], padding="VALID")
+    out_sizes = tf.cast(tf.stack([b] + [tf.constant(v, tf.int64) for v in full + [int(w.shape[1])]]), tf.int32)
+    # one backprop per group: W is [Cin, Cout/group, kH, kW], split along Cin
+    runtime = isinstance(w, tf.Tensor)
+    parts = tf.split(w, group, axis=0) if runtime else np.split(w, group, axis=0)
+    xs = tf.split(x, group, axis=-1) if group > 1 else [x]
+    ys = [tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=out_sizes, out_backprop=xg, strides=[1, *strides, 1], padding="VALID",
+        filter=tf.transpose(wg, (2, 3, 1, 0)) if runtime else tf.constant(np.transpose(wg, (2, 3, 1, 0))))
+        for xg, wg in zip(xs, parts)]
+    y = ys[0] if group == 1 else tf.concat(ys, axis=-1)
     begin, end = pads[:2], pads[2:]
     crop = [slice(None)] + [slice(bg, f - max(e - op, 0)) for bg, e, op, f in zip(begin, end, out_pad, full)]
     y = y[tuple(crop + [slice(None)])]
