@@ -70,7 +70,7 @@ def test_vit_dynamo(tmp_path):
     convert_ok(path, tmp_path / "out")
 
 
-@pytest.mark.parametrize("opset", [14, 17])
+@pytest.mark.parametrize("opset", [11, 14, 17])  # 11: Squeeze/Unsqueeze/Split axes as attributes
 def test_decomposed_layernorm_tanh_gelu_masked_attention(tmp_path, opset):
     path = bm.export_model(bm.seeded(bm.TanhGelu), (10, 24), tmp_path / "m.onnx", opset)
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
