@@ -144,3 +144,31 @@ def branching_model(nested: bool = False):
     graph = helper.make_graph(nodes, "g", [vi("x", ["batch", 4]), vi("sr", [], TensorProto.INT64)],
                               [vi("y", ["batch", 4])], [numpy_helper.from_array(np.ones(4, np.float32), "one")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def loop_model(trips: int | None = 3):
+    """A scripted-`for`-style ONNX Loop: carried h <- h * 0.5 + iter, scan output of every h; the trip count is a
+    constant (`trips`) or, with None, a graph input."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    def vi(name, shape, t=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, t, shape)
+
+    body = helper.make_graph(
+        [helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["h_in", "half"], ["m"]), helper.make_node("Add", ["m", "fi"], ["h_out"]),
+         helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Tanh", ["h_out"], ["s"])],
+        "body", [vi("i", [], TensorProto.INT64), vi("c_in", [], TensorProto.BOOL), vi("h_in", ["batch", 4])],
+        [vi("c_out", [], TensorProto.BOOL), vi("h_out", ["batch", 4]), vi("s", ["batch", 4])],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "half")])
+    inits = [numpy_helper.from_array(np.array(True), "cond")]
+    inputs = [vi("x", ["batch", 4])]
+    if trips is None:
+        inputs.append(vi("n", [], TensorProto.INT64))
+    else:
+        inits.append(numpy_helper.from_array(np.array(trips, np.int64), "n"))
+    nodes = [helper.make_node("Loop", ["n", "cond", "x"], ["h", "scan"], body=body),
+             helper.make_node("Transpose", ["scan"], ["y"], perm=[1, 0, 2])]
+    graph = helper.make_graph(nodes, "g", inputs, [vi("h", ["batch", 4]), vi("y", ["batch", "T", 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

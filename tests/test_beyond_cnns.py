@@ -232,3 +232,15 @@ def test_fixed_input_folds_the_branch(tmp_path, sr, nested, op):
 def test_fix_input_errors(values, needle):
     with pytest.raises(GraphportError, match=needle):
         fix_inputs(bm.branching_model(), values)
+
+
+def test_loop_with_constant_trip_count_unrolls(tmp_path):
+    report, _ = convert_ok(bm.loop_model(3), tmp_path / "out")
+    assert report.tf_ops.get("Tanh") == 3
+
+
+def test_loop_on_input_trip_count(tmp_path):
+    with pytest.raises(UnsupportedModel, match=r"Loop .*graph input 'n'.*--fix-input n=VALUE"):
+        graphport.convert(bm.loop_model(None), tmp_path / "out")
+    report, _ = convert_ok(fix_inputs(bm.loop_model(None), {"n": np.array(2)}), tmp_path / "out2")
+    assert report.tf_ops.get("Tanh") == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graphport.ir.graph import Graph
 from graphport.passes.cleanup import eliminate_dead_code
-from graphport.passes.control import fix_inputs, fold_if, refuse_control_flow  # noqa: F401  (fix_inputs: API)
+from graphport.passes.control import fix_inputs, fold_if, refuse_control_flow, unroll_loops  # noqa: F401  (fix_inputs: API)
 from graphport.passes.fold import fold_constants
 from graphport.passes.fuse import fold_batchnorm_into_conv, fuse_pad_into_conv
 
@@ -14,8 +14,10 @@ def optimize(graph: Graph) -> Graph:
     drop dead code, then fuse BatchNorm and zero Pads into convolutions."""
     graph = fold_constants(graph)
     folded = 1
-    while folded:  # an inlined branch may decide a nested If
+    while folded:  # an inlined branch may decide a nested If or a Loop's trip count
         graph, folded = fold_if(graph)
+        graph, unrolled = unroll_loops(graph)
+        folded += unrolled
         if folded:
             graph = fold_constants(graph)
     refuse_control_flow(graph)

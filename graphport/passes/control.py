@@ -16,6 +16,7 @@ from graphport.errors import GraphportError, UnsupportedModel
 from graphport.ir.graph import Graph, Node, Value
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
+MAX_UNROLL = 1024  # trip counts above this would make the flat graph too large to load quickly
 
 
 def fix_inputs(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
@@ -73,16 +74,25 @@ def _inline(graph: Graph, node: Node, branch: onnx.GraphProto, tag: str) -> list
     for b_out, if_out in zip(branch.output, node.outputs):  # a value made inside the branch takes the If's name
         if b_out.name in produced and b_out.name not in {t.name for t in branch.initializer}:
             rename[b_out.name] = if_out
-    for t in branch.initializer:
+    out = _body_nodes(graph, branch, prefix, rename)
+    for b_out, if_out in zip(branch.output, node.outputs):
+        if rename.get(b_out.name) != if_out:  # an outer value or a branch constant passed straight through
+            out.append(Node("Identity", f"{prefix}{if_out}/identity", [rename.get(b_out.name, b_out.name)], [if_out]))
+    return out
+
+
+def _body_nodes(graph: Graph, body: onnx.GraphProto, prefix: str, rename: dict[str, str]) -> list[Node]:
+    """IR nodes for a subgraph's nodes, names mapped through `rename`; its initializers become constants."""
+    for t in body.initializer:
         arr = numpy_helper.to_array(t)
         graph.values[rename[t.name]] = Value(rename[t.name], arr.dtype, arr.shape, arr)
-    for vi in branch.value_info:
+    for vi in body.value_info:
         if vi.name in rename and rename[vi.name] not in graph.values:
             tt = vi.type.tensor_type
             dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
             graph.values[rename[vi.name]] = Value(rename[vi.name], dtype, None)
     out: list[Node] = []
-    for i, n in enumerate(branch.node):
+    for i, n in enumerate(body.node):
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         for k, a in attrs.items():
             if isinstance(a, onnx.TensorProto):
@@ -91,9 +101,74 @@ def _inline(graph: Graph, node: Node, branch: onnx.GraphProto, tag: str) -> list
                 attrs[k] = _renamed(a, rename)
         out.append(Node(n.op_type, prefix + (n.name or f"{n.op_type}_{i}"), [rename.get(x, x) for x in n.input],
                         [rename.get(x, x) for x in n.output], attrs, n.domain if n.domain != "ai.onnx" else ""))
-    for b_out, if_out in zip(branch.output, node.outputs):
-        if rename.get(b_out.name) != if_out:  # an outer value or a branch constant passed straight through
-            out.append(Node("Identity", f"{prefix}{if_out}/identity", [rename.get(b_out.name, b_out.name)], [if_out]))
+    return out
+
+
+def unroll_loops(graph: Graph) -> tuple[Graph, int]:
+    """Unroll each `Loop` with a constant trip count whose body passes its condition through unchanged
+    (as torch's `for` loops export); scan outputs are stacked with Unsqueeze + Concat."""
+    nodes: list[Node] = []
+    done = 0
+    for node in graph.nodes:
+        steps = _static_trips(graph, node) if node.op_type == "Loop" and not node.domain else None
+        if steps is None:
+            nodes.append(node)
+            continue
+        nodes.extend(_unroll(graph, node, steps))
+        done += 1
+    graph.nodes = nodes
+    return graph, done
+
+
+def _static_trips(graph: Graph, node: Node) -> int | None:
+    body = node.attrs["body"]
+    trip = graph.const(node.inputs[0]) if node.inputs and node.inputs[0] else None
+    cond = graph.const(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else np.array(True)
+    if trip is None or trip.dtype == object or cond is None or cond.dtype == object or not bool(cond.ravel()[0]):
+        return None
+    passthrough = {body.input[1].name}
+    passthrough |= {n.output[0] for n in body.node if n.op_type == "Identity" and n.input[0] in passthrough}
+    steps = int(np.asarray(trip).ravel()[0])
+    if body.output[0].name not in passthrough or not 0 < steps <= MAX_UNROLL:
+        return None
+    return steps
+
+
+def _unroll(graph: Graph, node: Node, steps: int) -> list[Node]:
+    body = node.attrs["body"]
+    n_carried = len(body.input) - 2
+    carried = list(node.inputs[2:2 + n_carried])
+    scans: list[list[str]] = [[] for _ in body.output[1 + n_carried:]]
+    produced = {o for n in body.node for o in n.output if o} | {t.name for t in body.initializer}
+    true_name = f"{node.name}/cond_true"
+    graph.values[true_name] = Value(true_name, np.dtype(bool), (), np.array(True))
+    out: list[Node] = []
+    for i in range(steps):
+        prefix = f"{node.name}/iter{i}/"
+        it = prefix + "iter_num"
+        graph.values[it] = Value(it, np.dtype(np.int64), (), np.array(i, np.int64))
+        rename = {name: prefix + name for name in produced}
+        rename.update({body.input[0].name: it, body.input[1].name: true_name})
+        rename.update({b.name: c for b, c in zip(body.input[2:], carried)})
+        out.extend(_body_nodes(graph, body, prefix, rename))
+        carried = [rename.get(o.name, o.name) for o in body.output[1:1 + n_carried]]
+        for k, o in enumerate(body.output[1 + n_carried:]):
+            scans[k].append(rename.get(o.name, o.name))
+    for name, final in zip(node.outputs, carried + [None] * len(scans)):
+        if name and final is not None:
+            out.append(Node("Identity", f"{node.name}/{name}/identity", [final], [name]))
+    axes = f"{node.name}/axes0"
+    graph.values[axes] = Value(axes, np.dtype(np.int64), (1,), np.array([0], np.int64))
+    for k, (name, parts) in enumerate(zip(node.outputs[n_carried:], scans)):
+        if not name:
+            continue
+        rows = []
+        for i, part in enumerate(parts):
+            row = f"{node.name}/scan{k}/{i}"
+            extra = {"inputs": [part, axes]} if graph.opset >= 13 else {"inputs": [part], "attrs": {"axes": [0]}}
+            out.append(Node("Unsqueeze", row, extra["inputs"], [row], extra.get("attrs", {})))
+            rows.append(row)
+        out.append(Node("Concat", f"{node.name}/scan{k}", rows, [name], {"axis": 0}))
     return out
 
 
