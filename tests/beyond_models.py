@@ -172,3 +172,30 @@ def loop_model(trips: int | None = 3):
              helper.make_node("Transpose", ["scan"], ["y"], perm=[1, 0, 2])]
     graph = helper.make_graph(nodes, "g", inputs, [vi("h", ["batch", 4]), vi("y", ["batch", "T", 4])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def vad_model():
+    """Silero-VAD-like: If(sr == 16000) runs an LSTM over x [batch, 5, 4] (time-major inside, as exported), else
+    a plain ReduceMean; the output is [batch, 3] either way."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    def vi(name, shape, t=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, t, shape)
+
+    rng = np.random.default_rng(0)
+    w = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+         for n, s in (("W", (1, 12, 4)), ("R", (1, 12, 3)), ("B", (1, 24)), ("P3", (4, 3)))]
+    then = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+         helper.make_node("LSTM", ["xt", "W", "R", "B"], ["", "yh"], hidden_size=3),
+         helper.make_node("Squeeze", ["yh", "ax0"], ["t1"])],
+        "then", [], [vi("t1", ["batch", 3])], [numpy_helper.from_array(np.array([0], np.int64), "ax0")])
+    els = helper.make_graph([helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),
+                             helper.make_node("MatMul", ["m", "P3"], ["e0"])], "else", [], [vi("e0", ["batch", 3])])
+    nodes = [helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array(16000, np.int64))),
+             helper.make_node("Equal", ["sr", "k"], ["c"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=els)]
+    graph = helper.make_graph(nodes, "g", [vi("x", ["batch", 5, 4]), vi("sr", [], TensorProto.INT64)],
+                              [vi("y", ["batch", 3])], w)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -244,3 +244,12 @@ def test_loop_on_input_trip_count(tmp_path):
         graphport.convert(bm.loop_model(None), tmp_path / "out")
     report, _ = convert_ok(fix_inputs(bm.loop_model(None), {"n": np.array(2)}), tmp_path / "out2")
     assert report.tf_ops.get("Tanh") == 2
+
+
+@pytest.mark.parametrize("sr, op", [(16000, "Tanh"), (8000, "Mean")])
+def test_vad_style_lstm_inside_if(tmp_path, sr, op):
+    """The issue's voice-activity case: an LSTM inside the branch taken for the fixed sample rate."""
+    with pytest.raises(UnsupportedModel, match="--fix-input sr=VALUE"):
+        graphport.convert(bm.vad_model(), tmp_path / "refused")
+    report, _ = convert_ok(fix_inputs(bm.vad_model(), {"sr": np.array(sr)}), tmp_path / "out")
+    assert op in report.tf_ops
