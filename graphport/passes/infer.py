@@ -45,7 +45,7 @@ def refine_shapes(graph: Graph, node: Node) -> None:
         return
     try:
         shape = _symbolic_shape(graph, node)
-    except (Undecidable, ValueError, TypeError, IndexError):
+    except (Undecidable, ValueError, TypeError, IndexError, ZeroDivisionError):
         shape = None
     if shape is not None and outs:
         outs[0].shape = _merge(outs[0].shape, [canonical(graph, d) for d in shape])
