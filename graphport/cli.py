@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--keep-failed", action="store_true", help="on a verification failure, write OUTDIR.failed/")
+    c.add_argument("--fix-input", action="append", default=[], metavar="NAME=VALUE",
+                   help="specialise an input to a constant (JSON value, e.g. sr=16000); repeatable")
     c.add_argument("--atol", type=float, default=1e-4)
     c.add_argument("--rtol", type=float, default=1e-3)
     b = sub.add_parser("bench", help="load and inference times per backend, each in a fresh subprocess")
@@ -91,7 +93,8 @@ def _convert(args: argparse.Namespace) -> int:
     from graphport.converter import convert
 
     report = convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
-                     force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol)
+                     force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol,
+                     fix_inputs=_fixed_inputs(args.fix_input))
     print_report(report)
     if not report.ok:
         where = f"; artifacts kept in {args.out.rstrip('/')}.failed/" if args.keep_failed else ""
@@ -186,6 +189,25 @@ def _example(args: argparse.Namespace) -> int:
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     console.print(f"TF_ENABLE_ONEDNN_OPTS={onednn}")
     return 0
+
+
+def _fixed_inputs(items: list[str]) -> dict:
+    import json
+
+    import numpy as np
+
+    from graphport.errors import GraphportError
+
+    fixed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError("expected NAME=VALUE")
+            fixed[name] = np.array(json.loads(value))
+        except ValueError as e:
+            raise GraphportError(f"--fix-input '{item}': {e}; write NAME=VALUE with a JSON value, e.g. sr=16000.")
+    return fixed
 
 
 def print_report(report) -> None:

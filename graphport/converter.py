@@ -14,14 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from graphport import __version__
 from graphport.artifacts import write_json, write_pb, write_saved_model
 from graphport.emit.tf import build_graph_def
+from graphport.emit.tf.batchdeps import batch_dependencies
 from graphport.errors import GraphportError, OutputExists
 from graphport.ir.from_onnx import load_model, to_ir
-from graphport.passes import optimize
+from graphport.passes import fix_inputs, optimize
 from graphport.verify import DEFAULT_BATCH_SIZES, TFGraphRunner, VerifyResult, verify
 
 
@@ -49,10 +51,12 @@ class ConversionReport:
 
 def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLike,
             batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, verify_outputs: bool = True, force: bool = False,
-            keep_failed: bool = False, atol: float = 1e-4, rtol: float = 1e-3) -> ConversionReport:
+            keep_failed: bool = False, atol: float = 1e-4, rtol: float = 1e-3,
+            fix_inputs: dict[str, np.ndarray] | None = None) -> ConversionReport:
     """Convert `model` into `out_dir` (model.pb, saved_model/, model.json).
 
     If verification fails, `out_dir` is left as it was (with `keep_failed`, the artifacts go to OUTDIR.failed/).
+    `fix_inputs` specialises the named inputs to constants (e.g. a sample rate that selects an `If` branch).
     """
     start = time.perf_counter()
     out = Path(out_dir).absolute()
@@ -62,7 +66,7 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
     with _exclusive(out):
         if out.exists() and not force:
             raise OutputExists(f"output directory '{out}' already exists; pass --force (force=True) to replace it.")
-        return _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol)
+        return _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol, fix_inputs)
 
 
 @contextmanager
@@ -84,9 +88,12 @@ def _exclusive(out: Path):
 
 
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
-             atol: float, rtol: float) -> ConversionReport:
+             atol: float, rtol: float, fixed: dict[str, np.ndarray] | None) -> ConversionReport:
     proto, onnx_bytes = load_model(model)
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
+    if fixed:  # ORT must verify against the same specialised model
+        proto = fix_inputs(proto, fixed)
+        onnx_bytes = proto.SerializeToString()
     graph = to_ir(proto)
     onnx_ops = graph.census()
     graph = optimize(graph)
@@ -164,6 +171,7 @@ def _metadata(graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto
         "onnx_op_census": report.onnx_ops,
         "op_census": report.tf_ops,
         "nodes": report.tf_nodes,
+        "batch_dependencies": batch_dependencies(emitted.graph_def),
         "transposes": report.transposes,
         "verification": report.verification.to_json() if report.verification else None,
     }

@@ -122,3 +122,39 @@ def test_output_moved_aside_by_a_killed_run_is_restored(tmp_path):
         graphport.convert(EXAMPLE, tmp_path / "out", verify_outputs=False)
     assert (tmp_path / "out" / "keep.txt").read_text() == "earlier output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def _branching_model(path):
+    """y = If(sr == 16000, Relu(x), Neg(x)): control flow on a model input, as voice-activity models do."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def branch(name, op):
+        out = helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, ["batch", 4])
+        return helper.make_graph([helper.make_node(op, ["x"], [f"{name}_y"])], name, [], [out])
+
+    nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["y"], name="pick_rate", then_branch=branch("then", "Relu"),
+                              else_branch=branch("else", "Neg"))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+                                           helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+                              [numpy_helper.from_array(np.array(16000, np.int64), "rate")])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path.write_bytes(onnx_model.SerializeToString())
+
+
+def test_fix_input_folds_control_flow(tmp_path, capsys):
+    from graphport.cli import main
+
+    _branching_model(tmp_path / "vad.onnx")
+    assert main(["convert", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "a")]) == 2
+    msg = " ".join(capsys.readouterr().out.split())
+    assert "pick_rate" in msg and "sr" in msg and "--fix-input" in msg
+    assert main(["convert", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "b"), "--fix-input", "sr=16000"]) == 0
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString((tmp_path / "b" / "model.pb").read_bytes())
+    ops = {n.op for n in gd.node}
+    assert "Relu" in ops and not ops & {"If", "StatelessIf", "Neg"}
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert [i["name"] for i in meta["inputs"]] == ["x"] and "batch_dependencies" in meta
+    assert main(["convert", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "c"), "--fix-input", "rate"]) == 2

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from graphport.ir.graph import Graph
 from graphport.passes.cleanup import eliminate_dead_code
-from graphport.passes.control import fix_inputs, fold_if, refuse_control_flow, unroll_loops  # noqa: F401  (fix_inputs: API)
+from graphport.passes.control import fix_inputs, fold_if, refuse_control_flow, unroll_loops
 from graphport.passes.fold import fold_constants
 from graphport.passes.fuse import fold_batchnorm_into_conv, fuse_pad_into_conv
+
+__all__ = ["fix_inputs", "optimize"]
 
 
 def optimize(graph: Graph) -> Graph:
