@@ -54,13 +54,9 @@ def profile_inference(path: str, backend: str, batch: int, runs: int) -> list[di
     for _ in range(runs):
         md = config_pb2.RunMetadata()
         if backend == "session":
-            tensors = {i.name: i.tensor for i in sess.inputs}
-            sess.sess.run([o.tensor for o in sess.outputs], {tensors[k]: v for k, v in feeds.items()},
-                          options=opts, run_metadata=md)
+            sess.sess.run(sess.fetches, sess.tensor_feeds(feeds), options=opts, run_metadata=md)
         elif backend == "capi":
-            tensors = {i.name: i.tensor for i in sess.inputs}
-            _, raw = sess.sess.run_traced({tensors[k]: v for k, v in feeds.items()},
-                                          [o.tensor for o in sess.outputs], opts.SerializeToString())
+            _, raw = sess.sess.run_traced(sess.tensor_feeds(feeds), sess.fetches, opts.SerializeToString())
             md.ParseFromString(raw)
         elif backend == "tf2":
             from tensorflow.python.eager import context

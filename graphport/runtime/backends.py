@@ -57,6 +57,18 @@ class Session:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run(self.check_feeds(feeds))
 
+    def tensor_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Feeds keyed by the backend's tensor names instead of the user-facing names."""
+        tensors = {i.name: i.tensor for i in self.inputs}
+        return {tensors[k]: v for k, v in feeds.items()}
+
+    @property
+    def fetches(self) -> list[str]:
+        return [o.tensor for o in self.outputs]
+
+    def named(self, values: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {o.name: v for o, v in zip(self.outputs, values)}
+
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
@@ -74,9 +86,7 @@ class CAPIBackend(Session):
         self.sess = CAPISession(info.path)
 
     def _run(self, feeds):
-        tensors = {i.name: i.tensor for i in self.inputs}
-        values = self.sess.run({tensors[k]: v for k, v in feeds.items()}, [o.tensor for o in self.outputs])
-        return {o.name: v for o, v in zip(self.outputs, values)}
+        return self.named(self.sess.run(self.tensor_feeds(feeds), self.fetches))
 
     def close(self) -> None:
         self.sess.close()
@@ -100,9 +110,7 @@ class TFSessionBackend(Session):
                 tf.graph_util.import_graph_def(gd, name="")
 
     def _run(self, feeds):
-        tensors = {i.name: i.tensor for i in self.inputs}
-        values = self.sess.run([o.tensor for o in self.outputs], {tensors[k]: v for k, v in feeds.items()})
-        return {o.name: v for o, v in zip(self.outputs, values)}
+        return self.named(self.sess.run(self.fetches, self.tensor_feeds(feeds)))
 
     def close(self) -> None:
         self.sess.close()
