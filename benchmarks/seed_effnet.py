@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 import graphport
-from graphport.runtime.essentia_host import ensure_essentia_python, essentia_run
+from graphport.runtime.essentia_host import artifact_names, ensure_essentia_python, essentia_run
 
 FIXTURES = Path(os.environ.get("GRAPHPORT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 SEED = FIXTURES / "seed-effnet-b0"
@@ -102,14 +102,6 @@ def essentia_case(label: str, model: Path, inp: str, out: str, onnx_path: Path, 
             "first_run_s": res.get("first_run_s"), "max_abs": errs}
 
 
-def io_names(out_dir: Path, artifact: str) -> tuple[Path, str, str]:
-    meta = json.loads((out_dir / "model.json").read_text())
-    i, o = meta["inputs"][0], meta["outputs"][0]
-    if artifact == "pb":
-        return out_dir / "model.pb", i["pb"]["op"], o["pb"]["op"]
-    return out_dir / "saved_model", i["saved_model"]["tensor"].removesuffix(":0"), o["saved_model"]["tensor"]
-
-
 def fmt(x: float | None, unit: str = "s") -> str:
     return "–" if x is None else f"{x:.3f} {unit}".strip()
 
@@ -175,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
             cases.append(("fixed-batch .pb", fixed_dir, "pb", fixed, (1,)))
         ess = []
         for label, d, art, src, sizes in cases:
-            model, inp, out = io_names(d, art)
+            model, inp, out = artifact_names(d, art)
             ess.append(essentia_case(label, model, inp, out, src, sizes, python))
         results["essentia"] = ess
         t = Table(title="Essentia 2.1b6 TensorflowPredict (libtensorflow 2.5 C API, oneDNN off)")

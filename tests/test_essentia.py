@@ -7,7 +7,6 @@ and in a subprocess, since its bundled libtensorflow clashes with the tensorflow
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 import graphport
-from graphport.runtime.essentia_host import ensure_essentia_python, essentia_run
+from graphport.runtime.essentia_host import artifact_names, ensure_essentia_python, essentia_run
 
 DATA = Path(__file__).parent / "data"
 DYNAMIC = DATA / "mini_effnet_opset11_dynamic.onnx"
@@ -35,16 +34,6 @@ def _batches(sizes: tuple[int, ...]) -> list[np.ndarray]:
 def _ort(onnx_path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return [sess.run(["output_0"], {"melspectrogram": x})[0] for x in batches]
-
-
-def _names(out_dir: Path, artifact: str) -> tuple[Path, str, str]:
-    """Model path and the C API op names a host passes, read from model.json as a user would."""
-    meta = json.loads((out_dir / "model.json").read_text())
-    inp, out = meta["inputs"][0], meta["outputs"][0]
-    if artifact == "pb":
-        return out_dir / "model.pb", inp["pb"]["op"], out["pb"]["op"]
-    # Essentia takes the op name without ':0', but 'op:k' for output k of an op ('PartitionedCall:0').
-    return out_dir / "saved_model", inp["saved_model"]["tensor"].removesuffix(":0"), out["saved_model"]["tensor"]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +67,7 @@ def test_dynamic_batch_in_essentia(essentia_python: Path, converted: dict[str, P
     batches = _batches((1, 5))
     expected = _ort(DYNAMIC, batches)
     assert float(np.ptp(expected[1], axis=0).max()) > 1e-3, "reference rows are all alike: the check proves nothing"
-    model, inp, out = _names(converted["dynamic"], artifact)
+    model, inp, out = artifact_names(converted["dynamic"], artifact)
     result = essentia_run(model, inp, out, batches, TIMEOUT_S, python=essentia_python)
     _check(result, expected)
 
@@ -86,20 +75,20 @@ def test_dynamic_batch_in_essentia(essentia_python: Path, converted: dict[str, P
 @pytest.mark.parametrize("artifact", ["pb", "saved_model"])
 def test_fixed_batch_in_essentia(essentia_python: Path, converted: dict[str, Path], artifact: str) -> None:
     batches = _batches((1,))
-    model, inp, out = _names(converted["fixed"], artifact)
+    model, inp, out = artifact_names(converted["fixed"], artifact)
     result = essentia_run(model, inp, out, batches, TIMEOUT_S, python=essentia_python)
     _check(result, _ort(FIXED, batches))
 
 
 def test_timeout_is_reported_not_awaited(essentia_python: Path, converted: dict[str, Path]) -> None:
-    model, inp, out = _names(converted["dynamic"], "pb")
+    model, inp, out = artifact_names(converted["dynamic"], "pb")
     result = essentia_run(model, inp, out, _batches((1,)), 0.2, python=essentia_python)
     assert result["timed_out"] and not result["ok"]
     assert result["wall_s"] < 30
 
 
 def test_bad_node_name_fails_cleanly(essentia_python: Path, converted: dict[str, Path]) -> None:
-    model, _, out = _names(converted["dynamic"], "pb")
+    model, _, out = artifact_names(converted["dynamic"], "pb")
     result = essentia_run(model, "no_such_input", out, _batches((1,)), TIMEOUT_S, python=essentia_python)
     assert not result["ok"] and not result["timed_out"]
     assert "no_such_input" in result["error"] or "node names" in result["error"]

@@ -160,10 +160,10 @@ class EssentiaBackend(Session):
         self.timeout = timeout
 
     def _run(self, feeds):
-        from graphport.runtime.essentia_host import essentia_run
+        from graphport.runtime.essentia_host import essentia_run, host_op_name
 
         (arr,) = feeds.values()
-        res = essentia_run(self.info.path, _op_name(self.inputs[0]), _op_name(self.outputs[0]), [arr], self.timeout,
+        res = essentia_run(self.info.path, host_op_name(self.inputs[0].tensor), host_op_name(self.outputs[0].tensor), [arr], self.timeout,
                            steady_runs=0)
         if not res["ok"]:
             raise GraphportError(f"Essentia failed: {res.get('error') or 'timed out'}")

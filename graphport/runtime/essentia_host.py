@@ -152,3 +152,19 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def host_op_name(tensor: str) -> str:
+    """Essentia takes op names: 'output_0' for 'output_0:0', but 'PartitionedCall:1' keeps its output index."""
+    return tensor.removesuffix(":0")
+
+
+def artifact_names(out_dir: str | os.PathLike, artifact: str) -> tuple[Path, str, str]:
+    """(model path, input op, output op) a host passes for graphport's `pb` or `saved_model`, read from model.json."""
+    out_dir = Path(out_dir)
+    meta = json.loads((out_dir / "model.json").read_text())
+    inp, out = meta["inputs"][0], meta["outputs"][0]
+    key = "pb" if artifact == "pb" else "saved_model"
+    path = out_dir / ("model.pb" if artifact == "pb" else "saved_model")
+    return path, host_op_name(inp[key]["tensor"]), host_op_name(out[key]["tensor"])
+
