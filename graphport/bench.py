@@ -13,8 +13,6 @@ from rich.table import Table
 
 from graphport.runtime.model_info import resolve
 
-DEFAULT_BACKENDS = ("capi", "session", "tf2", "onnxruntime", "essentia")
-
 
 def applicable(path: Path, backends: tuple[str, ...]) -> list[str]:
     """Backends that can run `path`: onnxruntime for .onnx; the TF ones for .pb/SavedModel/graphport output."""
@@ -49,13 +47,13 @@ def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeo
 
 
 def _essentia(path: Path, batch_sizes: list[int], repeat: int, timeout: float) -> dict:
-    from graphport.runtime.essentia_host import essentia_run
+    from graphport.runtime.essentia_host import essentia_run, host_op_name
     from graphport.runtime.measure import feeds_for
 
     info = resolve(path)
     if len(info.inputs) != 1 or len(info.outputs) != 1:
         return {"status": "error: essentia runs single-input, single-output models"}
-    op = [io.tensor.removesuffix(":0") for io in (info.inputs[0], info.outputs[0])]
+    op = [host_op_name(io.tensor) for io in (info.inputs[0], info.outputs[0])]
     batches = [next(iter(feeds_for(info.inputs, b, seed=b).values())) for b in batch_sizes]
     res = essentia_run(info.path, op[0], op[1], batches, timeout, steady_runs=repeat)
     if res.get("timed_out"):
@@ -73,9 +71,9 @@ def bench(models: list[Path], backends: tuple[str, ...], batch_sizes: list[int],
     for path in models:
         for backend in applicable(path, backends):
             for flag in (onednn if backend not in ("onnxruntime", "essentia") else (onednn[0],)):
-                console.print(f"[dim]measuring {path.name} / {backend} / oneDNN {'on' if flag else 'off'}...[/]")
                 if auto and backend == "essentia":
                     continue  # its memory lives in another process; the picker probes in-process sessions
+                console.print(f"[dim]measuring {path.name} / {backend} / oneDNN {'on' if flag else 'off'}...[/]")
                 rows.append(run_one(path, backend, batch_sizes, repeat, timeout, flag, auto, budget))
                 if rows[-1].get("auto_batch"):
                     console.print(f"  {backend}: {rows[-1]['auto_batch']['explain']}")

@@ -13,6 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from rich.console import Console
 from rich.table import Table
 
+from graphport.runtime.backends import BACKENDS
+
 console = Console()
 
 
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="load and inference times per backend, each in a fresh subprocess")
     b.add_argument("model", help=".onnx, .pb, SavedModel dir or graphport output dir")
     b.add_argument("--vs", action="append", default=[], help="another model to measure side by side")
-    b.add_argument("--backends", default="capi,session,tf2,onnxruntime,essentia")
+    b.add_argument("--backends", default=",".join(BACKENDS))
     b.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 16, 64))
     b.add_argument("--repeat", type=int, default=5, help="steady-state runs per batch size (median reported)")
     b.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement before it is killed")

@@ -158,7 +158,7 @@ def _metadata(graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto
         return {"name": name, "dtype": str(v.dtype) if v and v.dtype is not None else None,
                 "shape": list(v.shape) if v and v.shape is not None else None,
                 "pb": {"op": tf_op, "tensor": f"{tf_op}:0"},
-                "saved_model": {k: val for k, val in sm.items()}}
+                "saved_model": dict(sm)}
 
     return {
         "graphport_version": __version__,
