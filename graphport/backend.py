@@ -1,7 +1,8 @@
 """onnx.backend API over graphport, so ONNX's own conformance suite (onnx.backend.test) can grade the converter.
 
 `prepare` runs the same pipeline as `graphport convert` (load, lift, optimize, emit) and executes the emitted
-GraphDef in a TF1 session, so a passing backend test means the converted graph itself is right.
+GraphDef in a TF1 session, so a passing backend test means the converted graph itself is right. The session lives in
+a worker process (with the environment's oneDNN setting), so a kernel that crashes fails one test, not the suite.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 from graphport.emit.tf import build_graph_def
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import optimize
-from graphport.verify import TFGraphRunner
+from graphport.runtime.isolated import IsolatedGraph
 
 
 class GraphportRep(BackendRep):
     """A converted model: positional or named inputs in, outputs in graph-output order."""
 
-    def __init__(self, runner: TFGraphRunner, inputs: list[str], outputs: list[str]):
+    def __init__(self, runner: IsolatedGraph, inputs: list[str], outputs: list[str]):
         super().__init__()
         self.runner, self.input_names, self.output_names = runner, inputs, outputs
 
@@ -53,7 +54,7 @@ class GraphportBackend(Backend):
         proto, _ = load_model(model)
         graph = optimize(to_ir(proto))
         emitted = build_graph_def(graph)
-        runner = TFGraphRunner(emitted.graph_def, emitted.inputs, emitted.outputs)
+        runner = IsolatedGraph(emitted.graph_def, emitted.inputs, emitted.outputs)
         init = {t.name for t in proto.graph.initializer}
         inputs = [i.name for i in proto.graph.input if i.name not in init]  # positional order is the model's
         return GraphportRep(runner, inputs, [o.name for o in proto.graph.output])

@@ -11,7 +11,7 @@ import numpy as np
 from tensorflow.core.framework import graph_pb2
 
 from graphport.converter import ConversionReport, convert
-from graphport.verify import TFGraphRunner
+from graphport.runtime.isolated import GraphRunner
 
 EXAMPLE = Path(__file__).parent / "examples" / "example_effnet.onnx"
 
@@ -28,7 +28,7 @@ def run_example(out_dir: str | Path, batch: int = 64, repeat: int = 5) -> tuple[
     t0 = time.perf_counter()
     gd = graph_pb2.GraphDef()
     gd.ParseFromString((out / "model.pb").read_bytes())
-    runner = TFGraphRunner(gd, inputs, outputs)
+    runner = GraphRunner(gd, inputs, outputs)  # verified under both oneDNN settings by now
     load = time.perf_counter() - t0
     x = np.random.default_rng(0).standard_normal((1, 128, 96)).astype(np.float32)
     t0 = time.perf_counter()

@@ -42,8 +42,9 @@ def _decode(rows: dict[str, np.ndarray], cfg: PredictConfig) -> dict[str, np.nda
 class _Predictor:
     """Ray actor: one loaded session, reused for every batch it receives."""
 
-    def __init__(self, model: str, backend: str, cfg: PredictConfig, onednn: str):
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", onednn)
+    def __init__(self, model: str, backend: str, cfg: PredictConfig, onednn: str | None):
+        if onednn is not None:  # the driver's setting, as the host chose it
+            os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", onednn)
         from graphport.predict import check_model_input, pick_outputs
         from graphport.runtime.backends import load
 
@@ -85,7 +86,7 @@ def run_ray(model: Path, backend: str, items: list[Item], outputs: Outputs, cfg:
     ds = ds.map_batches(_decode, batch_size=1, fn_kwargs={"cfg": cfg}, batch_format="numpy")
     ds = ds.map_batches(_Predictor, batch_size=batch, batch_format="numpy", concurrency=actors,
                         fn_constructor_kwargs={"model": str(model.absolute()), "backend": backend, "cfg": cfg,
-                                               "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")})
+                                               "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")})
     pending: dict[int, dict[str, list]] = {}
     for rows in ds.iter_batches(batch_size=None, batch_format="numpy"):
         summary.model_s += float(rows["model_s"].sum())

@@ -1,4 +1,15 @@
-"""Prove the emitted graph equal to ONNX Runtime on seeded random inputs, and batch invariant."""
+"""Prove the emitted graph equal to ONNX Runtime on seeded random inputs, and batch invariant, under both oneDNN
+settings.
+
+A host decides whether TF uses oneDNN (TF 2.21 turns it on by itself on CPUs with AVX-512 VNNI/BF16 or AMX), and
+some oneDNN kernels crash or miscompute (docs/onednn.md). So the graph runs once per setting, each in a worker
+process where a crash is a finding, not the end of `convert`.
+
+Tolerance: elementwise `atol + rtol * |ref|`, plus a floor for float summation order, which scales with the whole
+output rather than each element: `max(SCALE_RTOL * max|ref|, NOISE_FACTOR * ORT's own batch variance)`, where
+ORT's batch variance is how far ORT's batch-1 run of a row is from the same row inside its batch-N run. A wrong
+axis, broadcast or weight layout is off by the order of the output itself, far above that floor.
+"""
 
 from __future__ import annotations
 
@@ -7,57 +18,52 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import onnxruntime as ort
-import tensorflow as tf
-from tensorflow.core.framework import graph_pb2
 
 from graphport.ir.graph import Graph
+from graphport.runtime.isolated import GraphRunError, IsolatedGraph, KernelCrash, onednn_label
 
 DEFAULT_BATCH_SIZES = (1, 3, 64)
+ONEDNN_SETTINGS = (False, True)
 OTHER_SYMBOL_SIZE = 16  # value used for dynamic dims other than the leading batch (a time axis, say)
+SCALE_RTOL = 1e-5
+NOISE_FACTOR = 8.0
 
 
 @dataclass
 class OutputCheck:
     batch: int
     output: str
+    onednn: str
     max_abs: float
     max_rel: float
     ok: bool
 
 
 @dataclass
+class RunFailure:
+    """TF crashed or refused the graph: which setting, at which batch size (None: while loading), and why."""
+
+    onednn: str
+    batch: int | None
+    message: str
+
+
+@dataclass
 class VerifyResult:
     checks: list[OutputCheck] = field(default_factory=list)
+    failures: list[RunFailure] = field(default_factory=list)
     batch_invariance: float = 0.0
     batch_invariance_ok: bool = True
+    noise_floor: dict[str, float] = field(default_factory=dict)
     atol: float = 1e-4
     rtol: float = 1e-3
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.checks) and self.batch_invariance_ok
+        return all(c.ok for c in self.checks) and self.batch_invariance_ok and not self.failures
 
     def to_json(self) -> dict:
         return {**asdict(self), "ok": self.ok}
-
-
-class TFGraphRunner:
-    """Run a GraphDef in a tf.compat.v1 session, feeding and fetching by op name."""
-
-    def __init__(self, graph_def: graph_pb2.GraphDef, inputs: dict[str, str], outputs: dict[str, str]):
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf.graph_util.import_graph_def(graph_def, name="")
-        self.session = tf.compat.v1.Session(graph=self.graph)
-        self.inputs, self.outputs = inputs, outputs
-
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        fetches = [f"{self.outputs[o]}:0" for o in self.outputs]
-        values = self.session.run(fetches, {f"{self.inputs[k]}:0": v for k, v in feeds.items()})
-        return dict(zip(self.outputs, values))
-
-    def close(self) -> None:
-        self.session.close()
 
 
 def random_feeds(graph: Graph, batch: int, seed: int, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
@@ -84,7 +90,9 @@ def random_feeds(graph: Graph, batch: int, seed: int, dims: dict[str, int] | Non
     return feeds
 
 
-def compare(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> tuple[float, float, bool]:
+def compare(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float,
+            floor: float = 0.0) -> tuple[float, float, bool]:
+    """(max abs, max rel, ok): NaN and inf must match exactly, finite values within atol + rtol*|ref| + floor."""
     if ref.shape != got.shape:
         return float("inf"), float("inf"), False
     if ref.dtype.kind not in "fc":
@@ -97,44 +105,82 @@ def compare(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> tuple
     diff = np.abs(ref64[finite] - got64[finite])
     max_abs = float(diff.max()) if diff.size else 0.0
     max_rel = float((diff / np.maximum(np.abs(ref64[finite]), 1e-12)).max()) if diff.size else 0.0
-    ok = nan_same and inf_same and bool(np.all(diff <= atol + rtol * np.abs(ref64[finite])))
+    ok = nan_same and inf_same and bool(np.all(diff <= atol + floor + rtol * np.abs(ref64[finite])))
     return max_abs, max_rel, ok
 
 
-def verify(onnx_bytes: bytes, graph: Graph, runner: TFGraphRunner, batch_sizes=DEFAULT_BATCH_SIZES,
-           atol: float = 1e-4, rtol: float = 1e-3, seed: int = 0) -> VerifyResult:
-    has_batch = any(v is not None and v.shape and isinstance(v.shape[0], str)
-                    for v in (graph.values[i] for i in graph.inputs))
-    result = VerifyResult(atol=atol, rtol=rtol)
-    sizes = batch_sizes if has_batch else batch_sizes[:1]
+def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dict],
+           batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, atol: float = 1e-4, rtol: float = 1e-3,
+           seed: int = 0, settings: tuple[bool, ...] = ONEDNN_SETTINGS) -> VerifyResult:
+    """Compare the GraphDef (fed and fetched through `tf_names` = (inputs, outputs) op maps) with ORT."""
+    batched = [i for i in graph.inputs if isinstance((graph.values[i].shape or (None,))[0], str)]
+    sizes = tuple(batch_sizes) if batched else tuple(batch_sizes[:1])
     feeds = {b: random_feeds(graph, b, seed + b) for b in sizes}
-    # ORT computes the references while TF's first run spends its time in (single-threaded) Grappler.
-    with ThreadPoolExecutor(1) as pool:
-        refs = pool.submit(_ort_references, onnx_bytes, graph.outputs, feeds)
-        got = {b: runner.run(feeds[b]) for b in sizes}
-        refs = refs.result()
-    for b in sizes:
-        for name in graph.outputs:
-            max_abs, max_rel, ok = compare(refs[b][name], got[b][name], atol, rtol)
-            result.checks.append(OutputCheck(b, name, max_abs, max_rel, ok))
-    if has_batch and max(sizes) > 1:
-        _batch_invariance(graph, runner, feeds[max(sizes)], got[max(sizes)], result)
+    big = max(sizes)
+    rows = sorted({0, big - 1}) if batched and big > 1 else []
+    singles = {r: {k: (v[r:r + 1] if k in batched else v) for k, v in feeds[big].items()} for r in rows}
+    with ThreadPoolExecutor(len(settings) + 1) as pool:
+        ref_job = pool.submit(_ort_run, onnx_bytes, graph.outputs, feeds, singles)
+        jobs = {s: pool.submit(_tf_run, graph_def, tf_names, s, feeds, singles) for s in settings}
+        refs, ref_singles = ref_job.result()
+        runs = {s: j.result() for s, j in jobs.items()}
+    result = VerifyResult(atol=atol, rtol=rtol)
+    floors = result.noise_floor
+    for name in graph.outputs:
+        scale = max((_max_abs(refs[b][name]) for b in sizes), default=0.0)
+        noise = max((_max_abs(ref_singles[r][name], refs[big][name][r:r + 1]) for r in rows), default=0.0)
+        floors[name] = max(SCALE_RTOL * scale, NOISE_FACTOR * noise)
+    for setting, (got, got_singles, failure) in runs.items():
+        label = onednn_label(setting)
+        if failure is not None:
+            result.failures.append(failure)
+        for b in got:
+            for name in graph.outputs:
+                max_abs, max_rel, ok = compare(refs[b][name], got[b][name], atol, rtol, floors[name])
+                result.checks.append(OutputCheck(b, name, label, max_abs, max_rel, ok))
+        for r, single in got_singles.items():
+            for name in graph.outputs:
+                if got[big][name].ndim == 0:
+                    continue
+                d, _, ok = compare(got[big][name][r:r + 1], single[name], atol, rtol, floors[name])
+                result.batch_invariance = max(result.batch_invariance, d)
+                result.batch_invariance_ok &= ok
     return result
 
 
-def _ort_references(onnx_bytes: bytes, outputs: list[str], feeds: dict[int, dict]) -> dict[int, dict]:
+def _max_abs(x: np.ndarray, y: np.ndarray | None = None) -> float:
+    if x.dtype.kind not in "fc":
+        return 0.0
+    v = np.abs(x.astype(np.float64) - (0.0 if y is None else y.astype(np.float64)))
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size else 0.0
+
+
+def _ort_run(onnx_bytes: bytes, outputs: list[str], feeds: dict[int, dict], singles: dict[int, dict]):
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    return {b: dict(zip(outputs, sess.run(outputs, f))) for b, f in feeds.items()}
+
+    def run(f: dict) -> dict:
+        return dict(zip(outputs, sess.run(outputs, f)))
+
+    return {b: run(f) for b, f in feeds.items()}, {r: run(f) for r, f in singles.items()}
 
 
-def _batch_invariance(graph: Graph, runner: TFGraphRunner, feeds: dict, got: dict, result: VerifyResult) -> None:
-    """Row i of a batch-N run must equal a batch-1 run of row i (to 1e-5)."""
-    batched = [i for i in graph.inputs if isinstance((graph.values[i].shape or (None,))[0], str)]
-    for row in (0, next(iter(feeds.values())).shape[0] - 1):
-        single = runner.run({k: (v[row:row + 1] if k in batched else v) for k, v in feeds.items()})
-        for name in graph.outputs:
-            if got[name].ndim == 0 or got[name].dtype.kind not in "fc":
-                continue
-            d = float(np.max(np.abs(got[name][row:row + 1].astype(np.float64) - single[name]), initial=0.0))
-            result.batch_invariance = max(result.batch_invariance, d)
-    result.batch_invariance_ok = result.batch_invariance <= 1e-5
+def _tf_run(graph_def, tf_names: tuple[dict, dict], onednn: bool, feeds: dict[int, dict],
+            singles: dict[int, dict]) -> tuple[dict, dict, RunFailure | None]:
+    """Outputs per batch size and per single row, in a worker with `onednn`; stops at the first crash or error."""
+    got, got_singles, batch = {}, {}, None
+    try:
+        runner = IsolatedGraph(graph_def, *tf_names, onednn=onednn)
+        try:
+            for batch, f in feeds.items():
+                got[batch] = runner.run(f)
+            for r, f in singles.items():
+                batch = 1
+                got_singles[r] = runner.run(f)
+        finally:
+            if runner.worker.alive:
+                runner.close()
+    except (KernelCrash, GraphRunError) as e:
+        where = "loading the graph" if batch is None else f"running batch {batch}"
+        return got, got_singles, RunFailure(onednn_label(onednn), batch, f"{where}: {e}")
+    return got, got_singles, None

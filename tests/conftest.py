@@ -1,8 +1,11 @@
-"""Shared fixtures. Long runs (the full-size seed model) are opt-in with --run-slow."""
+"""Shared fixtures. Long runs (the full-size seed model) are opt-in with --run-slow.
+
+TF_ENABLE_ONEDNN_OPTS is left as the environment has it (unset, =1 or =0 must all pass): conversion verifies both
+settings in worker processes whatever it is, and tests that load TF in this process run the host's setting.
+"""
 
 import os
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
@@ -32,3 +35,14 @@ settings.register_profile("nightly", max_examples=7000, deadline=None, suppress_
                           print_blob=True)
 settings.register_profile("dev", max_examples=50, deadline=None, suppress_health_check=_slow_ok)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def break_emitter(monkeypatch):
+    """Replace the TF emitter of an ONNX op type with a deliberately wrong one, to show that a check catches it."""
+    from graphport.emit.tf import registry
+
+    def apply(op_type: str, handler) -> None:
+        monkeypatch.setitem(registry._HANDLERS, op_type, [(1, handler)])
+
+    return apply

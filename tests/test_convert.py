@@ -92,11 +92,18 @@ def test_saved_model_tf2_equals_ort(converted):
     assert not m.signatures["serving_default"].variables
 
 
-def test_failed_verification_leaves_outdir_untouched(tmp_path):
+def test_failed_verification_leaves_outdir_untouched(tmp_path, break_emitter):
+    from graphport.emit.tf.linalg import gemm
+
+    def gemm_with_permuted_weight_rows(ctx, node):
+        gemm(ctx, node)
+        ctx.set(node.outputs[0], tf.reverse(ctx.raw(node.outputs[0]), [-1]))
+
+    break_emitter("Gemm", gemm_with_permuted_weight_rows)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("earlier output")
-    report = graphport.convert(EXAMPLE, out, force=True, atol=0.0, rtol=0.0, batch_sizes=(1, 3), keep_failed=True)
+    report = graphport.convert(EXAMPLE, out, force=True, batch_sizes=(1, 3), keep_failed=True)
     assert not report.ok
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     failed = tmp_path / "out.failed"

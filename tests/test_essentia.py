@@ -22,7 +22,8 @@ FIXED = DATA / "mini_effnet_opset11_fixed.onnx"
 ATOL = 1e-4
 LOAD_LIMIT_S = 1.0
 TIMEOUT_S = 180.0  # the onnx-tf version of this model needs ~120 s to load: a regression would show as a timeout
-# conftest.py exports TF_ENABLE_ONEDNN_OPTS=1; essentia_run must not pass it on (libtensorflow 2.5 miscomputes with it).
+# Whatever TF_ENABLE_ONEDNN_OPTS the test run has, essentia_run must not pass it on (libtensorflow 2.5 miscomputes
+# with it).
 
 
 def _batches(sizes: tuple[int, ...]) -> list[np.ndarray]:

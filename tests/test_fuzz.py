@@ -1,8 +1,9 @@
 """Differential fuzzing: random small ONNX graphs, ONNX Runtime vs graphport's TF graph at two batch sizes.
 
-The property: graphport's outputs equal ORT's within tolerance, or graphport refuses with `UnsupportedModel` naming
-the node and the reason. Anything else (a mismatch, another exception) is a bug. Conversion runs in process through
-the IR and the emitter (no SavedModel), so a case costs tens of milliseconds. Case counts come from the Hypothesis
+The property: graphport's outputs equal ORT's within tolerance with oneDNN off and on, or graphport refuses with
+`UnsupportedModel` naming the node and the reason. Anything else (a mismatch, a TF crash, another exception) is a
+bug. Conversion runs in process through the IR and the emitter (no SavedModel); TF runs the graph in one worker
+process per oneDNN setting (graphport.runtime.isolated), so a kernel crash fails the case instead of the test run. Case counts come from the Hypothesis
 profile (tests/conftest.py): `ci` (default, 3 x 700 cases, fixed seed) or `--hypothesis-profile nightly`.
 A failing case is written to $GRAPHPORT_FUZZ_FAILURES (default .hypothesis/failures/) as the shrunk .onnx file.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,8 @@ from graphport.emit.tf import build_graph_def
 from graphport.errors import UnsupportedModel
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import optimize
-from graphport.verify import TFGraphRunner, compare
+from graphport.runtime.isolated import IsolatedGraph, onednn_label
+from graphport.verify import ONEDNN_SETTINGS, compare
 
 BATCHES = (1, 3)
 ATOL, RTOL = 1e-4, 1e-3
@@ -33,7 +36,8 @@ FAILURES = Path(os.environ.get("GRAPHPORT_FUZZ_FAILURES", ".hypothesis/failures"
 
 
 def differential_check(model: onnx.ModelProto) -> str:
-    """Run `model` in ORT and through graphport; return 'match' or 'unsupported', raise AssertionError otherwise."""
+    """Run `model` in ORT and through graphport under both oneDNN settings; return 'match' or 'unsupported', raise
+    AssertionError (or KernelCrash, for a TF crash in the worker) otherwise."""
     onnx.checker.check_model(model, full_check=True)
     refs = _ort_outputs(model)
     try:
@@ -43,17 +47,24 @@ def differential_check(model: onnx.ModelProto) -> str:
     except UnsupportedModel as e:
         assert e.items and all(op and name and why for op, name, _, why in e.items), str(e)
         return "unsupported"
-    runner = TFGraphRunner(emitted.graph_def, emitted.inputs, emitted.outputs)
+    with ThreadPoolExecutor(len(ONEDNN_SETTINGS)) as pool:
+        list(pool.map(lambda onednn: _check_setting(emitted, refs, onednn), ONEDNN_SETTINGS))
+    return "match"
+
+
+def _check_setting(emitted, refs: dict[int, tuple[dict, dict]], onednn: bool) -> None:
+    runner = IsolatedGraph(emitted.graph_def, emitted.inputs, emitted.outputs, onednn=onednn)
     try:
         for batch, (feeds, ref) in refs.items():
             got = runner.run(feeds)
             for name, want in ref.items():
                 max_abs, _, ok = compare(want, got[name], ATOL, RTOL)
-                assert ok, (f"output '{name}' at batch {batch}: ORT {want.dtype}{list(want.shape)} vs graphport "
-                            f"{got[name].dtype}{list(got[name].shape)}, max abs diff {max_abs:.3g}")
+                assert ok, (f"output '{name}' at batch {batch}, oneDNN {onednn_label(onednn)}: ORT {want.dtype}"
+                            f"{list(want.shape)} vs graphport {got[name].dtype}{list(got[name].shape)}, "
+                            f"max abs diff {max_abs:.3g}")
     finally:
-        runner.close()
-    return "match"
+        if runner.worker.alive:
+            runner.close()
 
 
 def _ort_outputs(model: onnx.ModelProto) -> dict[int, tuple[dict, dict]]:

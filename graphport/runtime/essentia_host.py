@@ -107,9 +107,9 @@ def essentia_run(model_path: str | os.PathLike, input_name: str, output_name: st
     python = Path(python) if python else ensure_essentia_python()
     run_env = dict(os.environ)
     run_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Not inherited: graphport recommends TF_ENABLE_ONEDNN_OPTS=1 for TF 2.21, but Essentia's libtensorflow 2.5 with
-    # oneDNN on returns garbage from a plain SAME stride-2 Conv2D (max abs ~2e5 on a 3x3 conv) and can die of
-    # SIGFPE. Its default is off, which is what Essentia users get; pass env= to override.
+    # Not inherited: whatever a TF 2.21 host chose, Essentia's libtensorflow 2.5 with oneDNN on returns garbage
+    # from a plain SAME stride-2 Conv2D (max abs ~2e5 on a 3x3 conv) and can die of SIGFPE. Its default is off,
+    # which is what Essentia users get; pass env= to override.
     run_env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     run_env.update(env or {})
     with tempfile.TemporaryDirectory(prefix="graphport-essentia-") as tmp:

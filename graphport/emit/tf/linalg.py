@@ -6,22 +6,67 @@ import tensorflow as tf
 
 from graphport.emit.tf.context import EmitContext
 from graphport.emit.tf.registry import op
+from graphport.emit.tf.tensor import ir_dim, shape_vector
 from graphport.ir.graph import Node
 
 
 @op("MatMul")
 def matmul(ctx: EmitContext, node: Node) -> None:
+    """Batch dims that broadcast never reach BatchMatMulV2: oneDNN's kernel corrupts the heap when operand ranks
+    differ (docs/onednn.md). A weight without batch dims makes the common case a 2-D MatMul over flattened rows."""
     a, b = (ctx.onnx_order(i) for i in node.inputs)
     squeeze = []
     if a.shape.rank == 1:
         a, squeeze = tf.expand_dims(a, 0), squeeze + [-2]
     if b.shape.rank == 1:
         b, squeeze = tf.expand_dims(b, -1), squeeze + [-1]
-    if a.shape.rank == 2 and b.shape.rank == 2:
-        y = tf.raw_ops.MatMul(a=a, b=b)
+    a_batch, b_batch = _batch_dims(ctx, node.inputs[0], a), _batch_dims(ctx, node.inputs[1], b)
+    if all(d == 1 for d in b_batch):
+        y = _rows_times_matrix(ctx, node, a, tf.reshape(b, b.shape[-2:]) if b_batch else b, bool(squeeze))
+    elif a_batch == b_batch and None not in a_batch:
+        y = tf.raw_ops.BatchMatMulV2(x=a, y=b)
     else:
+        a, b = _broadcast_batch(a, b)
         y = tf.raw_ops.BatchMatMulV2(x=a, y=b)
     ctx.set(node.outputs[0], tf.squeeze(y, squeeze) if squeeze else y)
+
+
+def _rows_times_matrix(ctx: EmitContext, node: Node, a: tf.Tensor, b: tf.Tensor, squeezed: bool) -> tf.Tensor:
+    """[..., M, K] x [K, N] as one MatMul on [rows, K], reshaped back with the IR's (symbolic) output shape."""
+    if a.shape.rank == 2:
+        return tf.raw_ops.MatMul(a=a, b=b)
+    y = tf.raw_ops.MatMul(a=tf.reshape(a, [-1, a.shape[-1]]), b=b)
+    known = None if squeezed else ctx.graph.values[node.outputs[0]].shape
+    if known is not None and None not in known and len(known) == a.shape.rank:
+        dims = [ir_dim(ctx, node.outputs[0], i) for i in range(len(known))]
+        if None not in dims:
+            return tf.reshape(y, shape_vector(ctx, dims))
+    return tf.reshape(y, tf.concat([tf.shape(a)[:-1], tf.shape(b)[-1:]], 0))
+
+
+def _batch_dims(ctx: EmitContext, name: str, t: tf.Tensor) -> list[int | str | None]:
+    """Leading dims of `t` (an operand of rank >= 2), with the IR's symbol names where TF only knows None."""
+    ir = ctx.graph.values[name].shape if name in ctx.graph.values else None
+    static = t.shape.as_list()[:-2]
+    if ir is None or len(ir) != t.shape.rank:
+        return static
+    return [d if d is not None else ir[i] for i, d in enumerate(static)]
+
+
+def _broadcast_batch(a: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Both operands at the same rank with equal batch dims, so BatchMatMulV2 has nothing left to broadcast."""
+    rank = max(a.shape.rank, b.shape.rank)
+    a = tf.reshape(a, [1] * (rank - a.shape.rank) + _dims(a)) if a.shape.rank < rank else a
+    b = tf.reshape(b, [1] * (rank - b.shape.rank) + _dims(b)) if b.shape.rank < rank else b
+    batch = tf.broadcast_dynamic_shape(tf.shape(a)[:-2], tf.shape(b)[:-2])
+    return (tf.broadcast_to(a, tf.concat([batch, tf.shape(a)[-2:]], 0)),
+            tf.broadcast_to(b, tf.concat([batch, tf.shape(b)[-2:]], 0)))
+
+
+def _dims(t: tf.Tensor) -> list | tf.Tensor:
+    """`t`'s shape as Reshape wants it: static ints, or a runtime vector when a dim is unknown."""
+    dims = t.shape.as_list()
+    return dims if None not in dims else tf.unstack(tf.shape(t))
 
 
 @op("Gemm")

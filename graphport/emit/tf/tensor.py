@@ -94,13 +94,21 @@ def shape_operand(ctx: EmitContext, name: str, x: tf.Tensor | None = None, allow
         parts = [dyn[i] if v is None else (ctx.sym_value(v) if isinstance(v, Sym) else tf.constant(int(v), tf.int64))
                  for i, v in enumerate(vals)]
         return tf.stack(parts)
-    syms = [i for i, v in enumerate(vals) if isinstance(v, Sym)]
-    if x is not None and len(syms) == 1 and -1 not in vals:  # Reshape only: -1 means "infer"
-        vals[syms[0]] = -1
-        return [int(v) for v in vals]
-    if syms:
+    if x is not None:  # Reshape only: -1 means "infer"
+        return shape_vector(ctx, vals)
+    if any(isinstance(v, Sym) for v in vals):
         return ctx.materialize(np.array(vals, dtype=object))
     return [int(v) for v in vals]
+
+
+def shape_vector(ctx: EmitContext, dims: list) -> list[int] | tf.Tensor:
+    """A Reshape target from IR dims (ints and `Sym`s): plain ints with one symbol as -1, else a runtime vector."""
+    syms = [i for i, v in enumerate(dims) if isinstance(v, Sym)]
+    if len(syms) == 1 and -1 not in dims:
+        return [-1 if i == syms[0] else int(v) for i, v in enumerate(dims)]
+    if syms:
+        return ctx.materialize(np.array(dims, dtype=object))
+    return [int(v) for v in dims]
 
 
 @op("Reshape")
