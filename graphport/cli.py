@@ -1,4 +1,5 @@
-"""The `graphport` command. User errors print one paragraph and exit 2; verification failures exit 1."""
+"""The `graphport` command. User errors print one paragraph and exit 2; verification failures, TF crashes and
+internal errors exit 1, also in one paragraph (`--traceback` shows an internal error's traceback)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphport", description=__doc__)
+    parser.add_argument("--traceback", action="store_true", help="show the Python traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("convert", help="convert an ONNX model into a flat TF graph, SavedModel and metadata")
     c.add_argument("model", help="path to the .onnx file (never modified)")
@@ -89,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[red]interrupted; outputs are written atomically, so nothing half-written was left[/]")
         return 130
+    except Exception as e:  # a bug of ours still gets one paragraph, and outputs stay whole
+        if args.traceback:
+            raise
+        console.print(f"[bold red]internal error[/] in 'graphport {args.command}': {type(e).__name__}: {str(e).rstrip('.')}. Nothing "
+                      "half-written was left. This is a graphport bug: please report it with the output of the same "
+                      "command run with --traceback.", highlight=False)
+        return 1
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -91,15 +91,15 @@ def _exclusive(out: Path):
 
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
              atol: float, rtol: float, fixed: dict[str, np.ndarray] | None) -> ConversionReport:
-    if verify_outputs:  # TF's import in the workers overlaps with loading, optimising and emitting here
-        for setting in ONEDNN_SETTINGS:
-            worker(setting)
     proto, onnx_bytes = load_model(model)
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
     if fixed:  # ORT must verify against the same specialised model
         proto = fix_inputs(proto, fixed)
         onnx_bytes = proto.SerializeToString()
     graph = to_ir(proto)
+    if verify_outputs:  # a valid model: TF's import in the workers overlaps with optimising and emitting here
+        for setting in ONEDNN_SETTINGS:
+            worker(setting)
     onnx_ops = graph.census()
     graph = optimize(graph)
     emitted = build_graph_def(graph)

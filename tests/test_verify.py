@@ -22,7 +22,7 @@ from graphport.passes import optimize
 from graphport.runtime.isolated import IsolatedGraph, KernelCrash
 from graphport.verify import compare
 
-ONEDNN_FIXTURES = sorted((Path(__file__).parent / "data" / "onednn").glob("*.onnx"))
+ONEDNN_FIXTURES = sorted((Path(__file__).parent / "regressions").glob("onednn_*.onnx"))
 
 
 def _model(nodes, inputs, inits=(), opset: int = 17) -> onnx.ModelProto:

@@ -23,7 +23,11 @@ def doctor_flags(path: str | os.PathLike) -> list[str]:
     `convert` uses this as a gate on its own output.
     """
     a, risk = diagnose(load(path))
-    flags = [f"{chain} in {n} place(s) inside functions" for chain, n in a.chains().most_common()]
+    # Chains matter through re-inference: weights as arguments, or constant walks re-run enough to cost time. A
+    # single flat function with Const weights evaluates its few constant walks once (Swin/ResNeSt-style exports:
+    # 0.08-0.3 s in Essentia's libtensorflow 2.5, docs/doctor.md).
+    costly = risk.old_level != "low"
+    flags = [f"{chain} in {n} place(s) inside functions" for chain, n in a.chains().most_common() if costly]
     if a.control_flow:
         flags.append(f"{len(a.control_flow)} control-flow ops ({', '.join(sorted({c[2] for c in a.control_flow}))})")
     if a.weight_args:

@@ -58,10 +58,14 @@ def predict(a: Analysis) -> Risk:
         reason = (f"{max_args} weight arguments lie on one shape walk inside nested functions: {rounds} "
                   f"re-inference rounds{' per outer round' if nested else ''}, {inferences:,} body inferences, "
                   f"~{runs:,} constant-evaluation kernel runs")
-    elif per or a.control_flow:
-        level, reason = "medium", "functions with constant shape subgraphs or tf.cond are re-inferred on import"
+    elif a.control_flow:
+        level, reason = "medium", "tf.cond/While bodies are re-inferred on import"
+    elif seconds >= SLOW_S / 50:
+        level, reason = "medium", (f"constant shape subgraphs inside functions: ~{runs:,} constant-evaluation kernel "
+                                   f"runs on import, ~{seconds:.1f} s")
     else:
-        level, reason = "low", "no weights as function arguments, no shape subgraphs to re-run: walks stop at once"
+        level, reason = "low", ("no weights as function arguments: walks stop at once, and constant subgraphs "
+                                f"(if any) are evaluated {inferences or 0} time(s), ~{seconds:.2f} s")
     if max_args or a.control_flow:
         new_level, new_reason = "low", ("TF >= 2.13 caches constant evaluation across function bodies "
                                         "(about 1.5 s for the seed B0); still slower than a flat graph")

@@ -124,13 +124,9 @@ class Worker:
         return _LOG_PREFIX.sub("", lines[-1])[:300] if lines else ""
 
     def close(self) -> None:
-        if self.alive:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+        """Stop the child at once: it holds nothing worth a clean shutdown, and may still be importing TF."""
+        self.proc.kill()
+        self.proc.wait()
         self._stderr.close()
 
 

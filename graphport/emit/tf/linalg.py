@@ -22,7 +22,7 @@ def matmul(ctx: EmitContext, node: Node) -> None:
         b, squeeze = tf.expand_dims(b, -1), squeeze + [-1]
     a_batch, b_batch = _batch_dims(ctx, node.inputs[0], a), _batch_dims(ctx, node.inputs[1], b)
     if all(d == 1 for d in b_batch):
-        y = _rows_times_matrix(ctx, node, a, tf.reshape(b, b.shape[-2:]) if b_batch else b, bool(squeeze))
+        y = _rows_times_matrix(ctx, node, a, tf.reshape(b, _dims(b)[-2:]) if b_batch else b, bool(squeeze))
     elif a_batch == b_batch and None not in a_batch:
         y = tf.raw_ops.BatchMatMulV2(x=a, y=b)
     else:
@@ -35,7 +35,7 @@ def _rows_times_matrix(ctx: EmitContext, node: Node, a: tf.Tensor, b: tf.Tensor,
     """[..., M, K] x [K, N] as one MatMul on [rows, K], reshaped back with the IR's (symbolic) output shape."""
     if a.shape.rank == 2:
         return tf.raw_ops.MatMul(a=a, b=b)
-    y = tf.raw_ops.MatMul(a=tf.reshape(a, [-1, a.shape[-1]]), b=b)
+    y = tf.raw_ops.MatMul(a=tf.reshape(a, [-1, _dims(a)[-1]]), b=b)
     known = None if squeezed else ctx.graph.values[node.outputs[0]].shape
     if known is not None and None not in known and len(known) == a.shape.rank:
         dims = [ir_dim(ctx, node.outputs[0], i) for i in range(len(known))]

@@ -81,9 +81,12 @@ def softmax(ctx: EmitContext, node: Node) -> None:
     rank = ctx.rank(name)
     fn = {"Softmax": tf.nn.softmax, "LogSoftmax": tf.nn.log_softmax, "Hardmax": _hardmax}[node.op_type]
     if ctx.graph.opset >= 13:
+        # TF's softmax on an inner axis transposes through a Range-built permutation, a constant subgraph that old
+        # shape refiners evaluate at load: relabel the layout so the axis is last instead (a constant Transpose
+        # that later layout changes may cancel).
         axis = node.attrs.get("axis", -1) % rank
-        perm = ctx.perm(name) or tuple(range(rank))
-        ctx.set(node.outputs[0], fn(ctx.raw(name), axis=perm.index(axis)), ctx.perm(name))
+        last = tuple(a for a in ctx.perm(name) or range(rank) if a != axis) + (axis,)
+        ctx.set(node.outputs[0], fn(ctx.in_perm(name, last), axis=-1), last)
         return
     axis = node.attrs.get("axis", 1) % rank  # before opset 13: softmax over the flattened trailing axes
     x = ctx.onnx_order(name)
