@@ -19,7 +19,7 @@ from graphport.emit.tf import build_graph_def
 from graphport.emit.tf.linalg import matmul
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import optimize
-from graphport.runtime.isolated import IsolatedGraph, KernelCrash
+from graphport.runtime.isolated import GraphRunError, IsolatedGraph, KernelCrash
 from graphport.verify import compare
 
 ONEDNN_FIXTURES = sorted((Path(__file__).parent / "regressions").glob("onednn_*.onnx"))
@@ -193,3 +193,15 @@ def test_floor_is_relative_to_the_output_not_absolute():
     assert not compare(ref, noisy, 1e-4, 1e-3)[2]
     assert compare(ref, noisy, 1e-4, 1e-3, floor=1e-5 * 1000.0)[2]
     assert not compare(ref, ref[::-1].copy(), 1e-4, 1e-3, floor=1e-5 * 1000.0)[2]
+
+
+def test_a_tf_error_is_reported_by_what_failed_and_where():
+    """Eigen's depthwise kernel (oneDNN off) refuses unequal strides; the message keeps TF's reason and node."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 2], name="x")
+        tf.raw_ops.DepthwiseConv2dNative(input=x, filter=tf.ones([1, 1, 2, 1]), strides=[1, 2, 1, 1],
+                                         padding="VALID", name="dw")
+    runner = IsolatedGraph(g.as_graph_def(), {"x": "x"}, {"y": "dw"}, onednn=False)
+    with pytest.raises(GraphRunError, match="dw.*equal length strides|equal length strides.*dw"):
+        runner.run({"x": np.ones((1, 8, 8, 2), np.float32)})

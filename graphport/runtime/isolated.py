@@ -223,7 +223,14 @@ def _serve() -> None:
                 reply = runners.pop(request[1]).close()
             _send(out, ("ok", reply))
         except Exception as e:  # noqa: BLE001 (any error in TF reaches the parent as GraphRunError)
-            _send(out, ("error", f"{type(e).__name__}: {str(e).strip().splitlines()[0][:500] if str(e) else ''}"))
+            _send(out, ("error", f"{type(e).__name__}: {_essence(str(e))}"))
+
+
+def _essence(message: str) -> str:
+    """The lines of a TF error that say what failed and where, without its Python stack traces."""
+    skip = ("Graph execution error", "Detected at node", "Original stack trace", "File ", "[[", "defined at")
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and not ln.strip().startswith(skip)]
+    return " ".join(lines[:2])[:500]
 
 
 def _graph_def(data: bytes):

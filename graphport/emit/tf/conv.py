@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from graphport.emit.tf.context import EmitContext, channels_last
 from graphport.emit.tf.registry import Decline, op
-from graphport.emit.tf.spatial import onnx_pads, padding_mode, spatial_attrs
+from graphport.emit.tf.spatial import onnx_pads, padding_mode, same_pads, spatial_attrs
 from graphport.ir.graph import Node
 
 
@@ -48,14 +48,28 @@ def _grouped(x: tf.Tensor, w: np.ndarray | tf.Tensor, group: int, strides: list[
     if spatial == 2 and cin_g == 1 and cout % group == 0 and x.shape[-1] == group:
         filt = np.transpose(w.reshape(group, cout // group, *w.shape[2:]), (2, 3, 0, 1))
         if dilations == [1, 1]:
-            return tf.raw_ops.DepthwiseConv2dNative(input=x, filter=tf.constant(filt), strides=[1, *strides, 1],
-                                                    padding=padding)
+            return _depthwise(x, tf.constant(filt), strides, padding)
         if strides != [1, 1]:
             raise Decline("depthwise convolution with both stride and dilation")
         return tf.nn.depthwise_conv2d(x, tf.constant(filt), [1, 1, 1, 1], padding, dilations=dilations)
     parts = tf.split(x, group, axis=-1)
     ws = np.split(w, group, axis=0)
     return tf.concat([_dense(p, wg, strides, dilations, padding) for p, wg in zip(parts, ws)], axis=-1)
+
+
+def _depthwise(x: tf.Tensor, filt: tf.Tensor, strides: list[int], padding: str) -> tf.Tensor:
+    """DepthwiseConv2dNative. TF's Eigen kernel (oneDNN off, and libtensorflow 2.5) takes equal row and column
+    strides only: a unit axis with a unit kernel (1-D convs) strides alike at no cost; otherwise the conv runs at
+    stride 1 over explicit pads and the strided rows and columns are sliced out."""
+    if strides[0] != strides[1] and x.shape[1] == 1 and filt.shape[0] == 1 and padding == "VALID":
+        strides = [strides[1], strides[1]]
+    if strides[0] == strides[1]:
+        return tf.raw_ops.DepthwiseConv2dNative(input=x, filter=filt, strides=[1, *strides, 1], padding=padding)
+    if padding == "SAME":
+        begin, end = same_pads(x.shape.as_list()[1:-1], filt.shape.as_list()[:2], strides, [1, 1])
+        x, padding = tf.pad(x, [[0, 0], *zip(begin, end), [0, 0]]), "VALID"
+    y = tf.raw_ops.DepthwiseConv2dNative(input=x, filter=filt, strides=[1, 1, 1, 1], padding=padding)
+    return y[:, ::strides[0], ::strides[1], :]
 
 
 def _dense(x: tf.Tensor, w: np.ndarray | tf.Tensor, strides: list[int], dilations: list[int],
