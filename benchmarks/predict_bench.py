@@ -40,14 +40,11 @@ def _predict(model: str, audio: Path, out: Path, *extra: str) -> dict:
 
     from rich.console import Console
 
-    from graphport.predict_cli import register
+    from graphport.cli import main
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["predict", model, str(audio), "-o", str(out), *extra])
     text = io.StringIO()
     t = time.perf_counter()
-    code = args.handler(args, Console(file=text, width=250))
+    code = main(["predict", model, str(audio), "-o", str(out), *extra], out=Console(file=text, width=250))
     keep = ("auto", "patches/s", "model ", "failed")
     log = [line for line in text.getvalue().splitlines() if any(k in line for k in keep) and "━" not in line]
     return {"exit": code, "wall_s": time.perf_counter() - t, "log": log}

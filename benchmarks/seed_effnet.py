@@ -1,7 +1,7 @@
 """Benchmark graphport on the seed EfficientNet-B0: conversion, load times in TF 2.21 and Essentia, B=64 speed vs ORT.
 
 Why: the seed's onnx-tf conversion takes ~1,000 s to load in Essentia (libtensorflow 2.5) and runs 2.5-5x slower
-than ONNX Runtime (design.md §1). This script measures the same figures for graphport's output.
+than ONNX Runtime (docs/background.md §1). This script measures the same figures for graphport's output.
 
 Every TF measurement runs in a fresh subprocess (load times are only meaningful cold, and TF_ENABLE_ONEDNN_OPTS
 must be set before tensorflow is imported). Essentia runs in its own venv with oneDNN off (see essentia_host).

@@ -1,7 +1,8 @@
 """graphport: ONNX -> flat TensorFlow graphs with a dynamic batch that every TF C API host loads at once.
 
-Importing the package does not import TensorFlow: the CLI must set TF_ENABLE_ONEDNN_OPTS before TF loads, so the
-public names below are resolved lazily (PEP 562).
+Importing the package does not import TensorFlow (seconds): `graphport --help` and usage errors must answer at
+once, and the CLI sets TF's logging environment before TF loads. So the public names below are resolved lazily
+(PEP 562).
 """
 
 from __future__ import annotations

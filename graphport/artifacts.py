@@ -1,13 +1,12 @@
 """Write the three artifacts: frozen `model.pb`, a callable TF2 `saved_model/`, and `model.json`.
 
 The SavedModel's single function imports the frozen GraphDef, so its weights are `Const`s inside the function:
-no variables and no weights as function arguments (the form that loads fast in old C API hosts, design.md §1).
+no variables and no weights as function arguments (the form that loads fast in old C API hosts, docs/background.md §1).
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from pathlib import Path
 
@@ -73,7 +72,3 @@ def write_saved_model(emitted: Emitted, graph: Graph, path: Path) -> dict:
                    for n in graph.inputs},
         "outputs": {n: {"key": k, "tensor": names["outputs"][emitted.outputs[n]]} for n, k in zip(graph.outputs, keys)},
     }
-
-
-def write_json(meta: dict, path: Path) -> None:
-    path.write_text(json.dumps(meta, indent=2, default=str) + "\n")

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from graphport import model_json
+from graphport.runtime.child import run_child
 from graphport.runtime.model_info import resolve
 
 
 def applicable(path: Path, backends: tuple[str, ...]) -> list[str]:
     """Backends that can run `path`: onnxruntime for .onnx; the TF ones for .pb/SavedModel/graphport output."""
     kind = resolve(path).kind
-    graphport_dir = path.is_dir() and (path / "model.json").exists()
+    graphport_dir = model_json.is_output_folder(path)
     ok = {"onnx": {"onnxruntime"}, "pb": {"capi", "session", "essentia"},
           "saved_model": {"capi", "session", "tf2", "essentia"}}[kind]
     if graphport_dir:
@@ -33,17 +32,13 @@ def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeo
         return row | _essentia(path, batch_sizes, repeat, timeout)
     job = json.dumps({"path": str(path), "backend": backend, "batch_sizes": batch_sizes, "repeat": repeat,
                       "auto": auto, "budget": budget})
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0", TF_CPP_MIN_LOG_LEVEL="2")
-    try:
-        proc = subprocess.run([sys.executable, "-m", "graphport.runtime.measure", job], capture_output=True,
-                              text=True, timeout=timeout, env=env, check=False)
-    except subprocess.TimeoutExpired:
+    res = run_child(["-m", "graphport.runtime.measure", job], timeout,
+                    {"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
+    if res.timed_out:
         return row | {"status": f"> {timeout:g} s (timed out)"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return row | {"status": f"error: {tail[:200]}"}
-    return row | {"status": "ok"} | json.loads(lines[-1])
+    if res.value is None:
+        return row | {"status": f"error: {res.error[:200]}"}
+    return row | {"status": "ok"} | res.value
 
 
 def _essentia(path: Path, batch_sizes: list[int], repeat: int, timeout: float) -> dict:
@@ -61,7 +56,7 @@ def _essentia(path: Path, batch_sizes: list[int], repeat: int, timeout: float) -
     if not res.get("ok"):
         return {"status": f"error: {str(res.get('error'))[:200]}"}
     steady = {str(b): {"median_s": s, "patches_per_s": b / s} for b, s in zip(batch_sizes, res["steady_s"])}
-    return {"status": "ok", "load_s": res["load_s"], "first_run_s": res["first_run_s"],
+    return {"status": "ok", "startup_s": res["import_s"], "load_s": res["load_s"], "first_run_s": res["first_run_s"],
             "first_batch": batch_sizes[0], "steady": steady}
 
 
@@ -82,7 +77,7 @@ def bench(models: list[Path], backends: tuple[str, ...], batch_sizes: list[int],
 
 def table(rows: list[dict], batch_sizes: list[int]) -> Table:
     t = Table(title="graphport bench (medians; each load in a fresh process)", show_edge=False)
-    for col in ("model", "backend", "oneDNN", "load", "first run"):
+    for col in ("model", "backend", "oneDNN", "library start-up", "load", "first run"):
         t.add_column(col)
     for b in batch_sizes:
         t.add_column("B=auto" if b == 0 else f"B={b}", justify="right")
@@ -90,13 +85,13 @@ def table(rows: list[dict], batch_sizes: list[int]) -> Table:
     for r in rows:
         onednn = "-" if r["backend"] in ("onnxruntime", "essentia") else ("on" if r["onednn"] else "off")
         if r.get("status") != "ok":
-            t.add_row(Path(r["model"]).name, r["backend"], onednn, f"[red]{r['status']}[/]", "",
+            t.add_row(Path(r["model"]).name, r["backend"], onednn, "", f"[red]{r['status']}[/]", "",
                       *[""] * len(batch_sizes), "")
             continue
         steady = [r["steady"].get(str(b), {}) for b in batch_sizes] if batch_sizes != [0] else \
             list(r["steady"].values())
         cells = [f"{s['median_s'] * 1e3:.1f} ms" if "median_s" in s else "-" for s in steady]
         best = steady[-1].get("patches_per_s")
-        t.add_row(Path(r["model"]).name, r["backend"], onednn, f"{r['load_s']:.3f} s",
+        t.add_row(Path(r["model"]).name, r["backend"], onednn, f"{r['startup_s']:.3f} s", f"{r['load_s']:.3f} s",
                   f"{r['first_run_s']:.3f} s", *cells, f"{best:.0f}" if best else "-")
     return t

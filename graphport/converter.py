@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from graphport import __version__
-from graphport.artifacts import write_json, write_pb, write_saved_model
+from graphport import model_json
+from graphport.artifacts import write_pb, write_saved_model
+from graphport.atomic import output_lock, replace_dir, staging_dir
 from graphport.emit.tf import build_graph_def
 from graphport.emit.tf.batchdeps import batch_dependencies
 from graphport.errors import GraphportError, OutputExists
@@ -64,29 +61,10 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
     out = Path(out_dir).absolute()
     if any(b < 1 for b in batch_sizes):
         raise GraphportError(f"batch sizes must be >= 1, got {list(batch_sizes)}.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    with output_lock(out):
         if out.exists() and not force:
-            raise OutputExists(f"output directory '{out}' already exists; pass --force (force=True) to replace it.")
+            raise OutputExists(f"output directory '{out}' already exists; pass force=True to replace it.")
         return _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol, fix_inputs)
-
-
-@contextmanager
-def _exclusive(out: Path):
-    """One conversion at a time per output folder (a lock on the parent directory). Holding it, whatever a killed
-    run left behind is stale: an output moved aside but not yet replaced is put back, temp folders are removed."""
-    fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        for old in out.parent.glob(f".{out.name}.old-*"):
-            if not out.exists() and (old / "x").is_dir():
-                os.rename(old / "x", out)
-            shutil.rmtree(old, ignore_errors=True)
-        for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
@@ -104,8 +82,7 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
     graph = optimize(graph)
     emitted = build_graph_def(graph)
     tf_ops = dict(Counter(n.op for n in emitted.graph_def.node).most_common())
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staging_dir(out) as tmp:
         write_pb(emitted, tmp / "model.pb")
         # Saving is Python-bound tracing, verification is kernel-bound: overlapping them saves about a second.
         with ThreadPoolExecutor(1) as pool:
@@ -114,19 +91,15 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
                             atol, rtol) if verify_outputs else None
             names = saving.result()
         report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result, warnings=_doctor_warnings(tmp))
-        report.metadata = _metadata(graph, emitted, names, source, proto, report)
         report.seconds = time.perf_counter() - start
-        report.metadata["conversion_seconds"] = round(report.seconds, 3)
-        write_json(report.metadata, tmp / "model.json")
+        report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report)
         if not report.ok:
             if keep_failed:
-                _replace(tmp, out.with_name(out.name + ".failed"))
+                replace_dir(tmp, out.with_name(out.name + ".failed"))
             return report
-        _replace(tmp, out)
+        replace_dir(tmp, out)
         report.out_dir = out
         return report
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _doctor_warnings(out: Path) -> list[str]:
@@ -136,32 +109,17 @@ def _doctor_warnings(out: Path) -> list[str]:
     return [f"{artifact}: {flag}" for artifact in ("model.pb", "saved_model") for flag in doctor_flags(out / artifact)]
 
 
-def _replace(src: Path, dst: Path) -> None:
-    """Swap `src` into place with renames, so `dst` is at every moment either the old or the new whole output."""
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-        os.rename(dst, old / "x")
-        os.rename(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(src, dst)
-
-
-def _metadata(graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto, report: ConversionReport) -> dict:
+def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto,
+                    report: ConversionReport) -> dict:
     def io(name: str, tf_op: str, sm: dict) -> dict:
         v = graph.values.get(name)
-        return {"name": name, "dtype": str(v.dtype) if v and v.dtype is not None else None,
-                "shape": list(v.shape) if v and v.shape is not None else None,
-                "pb": {"op": tf_op, "tensor": f"{tf_op}:0"},
-                "saved_model": dict(sm)}
+        return model_json.endpoint(name, str(v.dtype) if v and v.dtype is not None else None,
+                                   list(v.shape) if v and v.shape is not None else None, tf_op, sm)
 
-    return {
-        "graphport_version": __version__,
+    extra = {
         "source": {"sha256": hashlib.sha256(source).hexdigest(), "opset": graph.opset,
                    "producer": f"{proto.producer_name} {proto.producer_version}".strip()},
         "symbols": {s: {"input": i, "axis": a} for s, (i, a) in graph.symbols.items()},
-        "inputs": [io(n, emitted.inputs[n], names["inputs"][n]) for n in graph.inputs],
-        "outputs": [io(n, emitted.outputs[n], names["outputs"][n]) for n in graph.outputs],
         "saved_model": {"signature": "serving_default", "tags": ["serve"]},
         "onnx_op_census": report.onnx_ops,
         "op_census": report.tf_ops,
@@ -170,4 +128,9 @@ def _metadata(graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto
         "transposes": report.transposes,
         "verification": report.verification.to_json() if report.verification else None,
         "warnings": report.warnings,
+        "conversion_seconds": round(report.seconds, 3),
     }
+    inputs = [io(n, emitted.inputs[n], names["inputs"][n]) for n in graph.inputs]
+    outputs = [io(n, emitted.outputs[n], names["outputs"][n]) for n in graph.outputs]
+    model_json.write(folder, "graphport convert", inputs, outputs, **extra)
+    return model_json.read(folder)

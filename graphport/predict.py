@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from graphport import model_json
+from graphport.atomic import publish_dir, staging_dir, write_file
 from graphport.audio import AUDIO_EXTENSIONS, N_BANDS, SAMPLE_RATE, AudioError, decode_chunks, stream_patches
 from graphport.audio.frontend import HOP_SIZE, frame_count, patch_count
 from graphport.errors import GraphportError
 
 SILENCE_PEAK = 1e-6  # -120 dBFS: below this a file is digital silence (plus dither-free rounding), not music
 MANIFEST = "graphport-predict.json"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @dataclass
@@ -97,21 +96,17 @@ def prepare_model(model: str | os.PathLike, log: Callable[[str], None] = print) 
     if p.suffix.lower() != ".onnx":
         return p
     target = cache_dir() / "converted" / file_sha256(p)
-    if (target / "model.json").exists():
+    if model_json.is_output_folder(target):
         return target
     from graphport.converter import convert
 
     log(f"converting {p.name} (cached in {target})")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent)) / "out"
-    report = convert(p, tmp)
-    if not report.ok:
-        raise GraphportError(f"converting '{p}' failed verification against ONNX Runtime; run `graphport convert` "
-                             "for the details.")
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another run cached it first
-        pass
+    with staging_dir(target) as tmp:
+        report = convert(p, tmp / "out")
+        if not report.ok:
+            raise GraphportError(f"converting '{p}' failed verification against ONNX Runtime; run `graphport "
+                                 "convert` for the details.")
+        publish_dir(tmp / "out", target)  # False: another run cached it first, which is as good
     return target
 
 
@@ -192,7 +187,7 @@ class Outputs:
                 raise GraphportError(f"'{out}' holds predictions made with other settings {diff} (was, now); use "
                                      "another -o, or delete it.")
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(mpath, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+        write_file(mpath, json.dumps(manifest, indent=2))
 
     def path_for(self, key: str) -> Path:
         return self.out / (key + ".npz") if self.cfg.fmt == "npy" else self.out / "parts" / (key + ".parquet")
@@ -209,7 +204,7 @@ class Outputs:
         if self.cfg.fmt == "npy":
             arrays = {**outputs, **{f"{k}_mean": v.mean(axis=0) for k, v in outputs.items()}, "start_s": start_s,
                       "path": np.array(str(item.path))}
-            _atomic_write(target, lambda f: np.savez(f, **arrays))
+            write_file(target, lambda f: np.savez(f, **arrays))
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -219,7 +214,7 @@ class Outputs:
         for k, v in outputs.items():
             flat = np.ascontiguousarray(v.reshape(n, -1), dtype=np.float32)
             cols[k] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
-        _atomic_write(target, lambda f: pq.write_table(pa.table(cols), f))
+        write_file(target, lambda f: pq.write_table(pa.table(cols), f))
 
     def finalize(self, items: list[Item]) -> list[Path]:
         """Parquet: merge the finished parts into predictions.parquet and means.parquet (one row per file)."""
@@ -237,21 +232,9 @@ class Outputs:
             rows = [np.stack(t[name].to_numpy(zero_copy_only=False)).mean(axis=0) for t in tables]
             means[name] = pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate(rows)), len(rows[0]))
         paths = [self.out / "predictions.parquet", self.out / "means.parquet"]
-        _atomic_write(paths[0], lambda f: pq.write_table(table.sort_by([("path", "ascending"), ("patch_index", "ascending")]), f))
-        _atomic_write(paths[1], lambda f: pq.write_table(pa.table(means), f))
+        write_file(paths[0], lambda f: pq.write_table(table.sort_by([("path", "ascending"), ("patch_index", "ascending")]), f))
+        write_file(paths[1], lambda f: pq.write_table(pa.table(means), f))
         return paths
-
-
-def _atomic_write(target: Path, write: Callable) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should look like any other written file
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def estimate_patches(path: Path, cfg: PredictConfig) -> int:

@@ -84,7 +84,8 @@ def run_ray(model: Path, backend: str, items: list[Item], outputs: Outputs, cfg:
     ds = ray.data.from_items([{"idx": i, "path": str(it.path.absolute())} for i, it in enumerate(items)],
                              override_num_blocks=max(1, len(items)))
     ds = ds.map_batches(_decode, batch_size=1, fn_kwargs={"cfg": cfg}, batch_format="numpy")
-    ds = ds.map_batches(_Predictor, batch_size=batch, batch_format="numpy", concurrency=actors,
+    ds = ds.map_batches(_Predictor, batch_size=batch, batch_format="numpy",
+                        compute=ray.data.ActorPoolStrategy(size=actors),
                         fn_constructor_kwargs={"model": str(model.absolute()), "backend": backend, "cfg": cfg,
                                                "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")})
     pending: dict[int, dict[str, list]] = {}

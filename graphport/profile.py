@@ -10,15 +10,14 @@ the first run read from its own log lines (meta_optimizer at VLOG 1).
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from graphport.runtime.backends import load
+from graphport.runtime.child import run_child
 from graphport.runtime.measure import feeds_for
 
 _LABEL = re.compile(r"=\s*([A-Za-z0-9_>]+)\(")
@@ -44,49 +43,25 @@ def op_table(step_stats_list) -> list[dict]:
 
 
 def profile_inference(path: str, backend: str, batch: int, runs: int) -> list[dict]:
-    from tensorflow.core.protobuf import config_pb2
-
     sess = load(path, backend)
-    feeds = sess.check_feeds(feeds_for(sess.inputs, batch))
-    sess.run(feeds)  # Grappler and allocation happen here, not in the profile
-    stats = []
-    opts = config_pb2.RunOptions(trace_level=config_pb2.RunOptions.FULL_TRACE)
-    for _ in range(runs):
-        md = config_pb2.RunMetadata()
-        if backend == "session":
-            sess.sess.run(sess.fetches, sess.tensor_feeds(feeds), options=opts, run_metadata=md)
-        elif backend == "capi":
-            _, raw = sess.sess.run_traced(sess.tensor_feeds(feeds), sess.fetches, opts.SerializeToString())
-            md.ParseFromString(raw)
-        elif backend == "tf2":
-            from tensorflow.python.eager import context
-
-            context.enable_run_metadata()
-            sess.run(feeds)
-            md = context.export_run_metadata()
-            context.disable_run_metadata()
-        else:
-            raise ValueError(f"profile supports session, capi and tf2, not '{backend}'")
-        stats.append(md.step_stats)
-    sess.close()
-    return op_table(stats)
+    try:
+        feeds = feeds_for(sess.inputs, batch)
+        sess.run(feeds)  # Grappler and allocation happen here, not in the profile
+        return op_table([sess.run_traced(feeds)[1] for _ in range(runs)])
+    finally:
+        sess.close()
 
 
 def load_phases(path: str, backend: str, timeout: float) -> dict:
     """Wall-clock load breakdown in a fresh process, plus Grappler's time from its log."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="meta_optimizer=1")
     job = json.dumps({"path": path, "backend": backend})
-    try:
-        proc = subprocess.run([sys.executable, "-m", "graphport.profile", job], capture_output=True, text=True,
-                              timeout=timeout, env=env, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"load did not finish in {timeout:g} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
-    phases = json.loads(lines[-1])
+    res = run_child(["-m", "graphport.profile", job], timeout,
+                    {"TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_VMODULE": "meta_optimizer=1"})
+    if res.value is None:
+        return {"error": f"load {res.error}" if res.timed_out else res.error}
+    phases = res.value
     passes: dict[str, float] = defaultdict(float)
-    for m in _GRAPPLER.finditer(proc.stderr):
+    for m in _GRAPPLER.finditer(res.stderr):
         passes[m.group(1).strip()] += float(m.group(2)) / 1e3
     phases["grappler_s"] = sum(passes.values())
     phases["grappler_passes"] = dict(sorted(passes.items(), key=lambda kv: -kv[1]))

@@ -6,6 +6,9 @@ import base64
 import io
 from pathlib import Path
 
+from graphport.errors import require_extra
+
+require_extra("report", "graphport bench --report")  # one line naming the pip command, not a ModuleNotFoundError
 import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display

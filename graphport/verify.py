@@ -23,11 +23,12 @@ import numpy as np
 import onnxruntime as ort
 
 from graphport.ir.graph import Graph
+from graphport.runtime.feeds import seeded_feeds
 from graphport.runtime.isolated import GraphRunError, IsolatedGraph, KernelCrash, onednn_label
+from graphport.runtime.model_info import IOInfo
 
 DEFAULT_BATCH_SIZES = (1, 3, 64)
 ONEDNN_SETTINGS = (False, True)
-OTHER_SYMBOL_SIZE = 16  # value used for dynamic dims other than the leading batch (a time axis, say)
 SCALE_RTOL = 1e-5
 NOISE_FACTOR = 8.0
 
@@ -69,30 +70,6 @@ class VerifyResult:
         return {**asdict(self), "ok": self.ok}
 
 
-def random_feeds(graph: Graph, batch: int, seed: int, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Seeded inputs; the first symbolic dim of each input is the batch, other symbols get fixed sizes."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name in graph.inputs:
-        v = graph.values[name]
-        shape = []
-        for axis, d in enumerate(v.shape or ()):
-            if isinstance(d, int):
-                shape.append(d)
-            elif axis == 0:
-                shape.append(batch)
-            else:
-                shape.append((dims or {}).get(d, OTHER_SYMBOL_SIZE))
-        dt = np.dtype(v.dtype)
-        if dt.kind == "f":
-            feeds[name] = rng.standard_normal(shape).astype(dt)
-        elif dt.kind == "b":
-            feeds[name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[name] = rng.integers(0, 10, shape).astype(dt)
-    return feeds
-
-
 def compare(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float,
             floor: float = 0.0) -> tuple[float, float, bool]:
     """(max abs, max rel, ok): NaN and inf must match exactly, finite values within atol + rtol*|ref| + floor."""
@@ -118,7 +95,8 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
     """Compare the GraphDef (fed and fetched through `tf_names` = (inputs, outputs) op maps) with ORT."""
     batched = [i for i in graph.inputs if isinstance((graph.values[i].shape or (None,))[0], str)]
     sizes = tuple(batch_sizes) if batched else tuple(batch_sizes[:1])
-    feeds = {b: random_feeds(graph, b, seed + b) for b in sizes}
+    specs = [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
+    feeds = {b: seeded_feeds(specs, b, seed + b) for b in sizes}
     big = max(sizes)
     rows = sorted({0, big - 1}) if batched and big > 1 else []
     singles = {r: {k: (v[r:r + 1] if k in batched else v) for k, v in feeds[big].items()} for r in rows}

@@ -1,15 +1,15 @@
 """`graphport doctor` on the mini onnx-tf fixture (117 s in Essentia: never loaded there), its --fix, bad input."""
 
-import argparse
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from rich.console import Console
 
+from graphport.cli import build_parser
 from graphport.doctor import diagnose, doctor_flags
-from graphport.doctor.cli import register
 from graphport.doctor.fix import flatten, write
 from graphport.doctor.load import DoctorError, load
 from graphport.errors import GraphportError
@@ -21,10 +21,10 @@ FLAT_FORBIDDEN = {"PartitionedCall", "StatefulPartitionedCall", "If", "Stateless
 
 
 def _doctor(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["doctor", *argv])
-    return args.handler(args)
+    """The doctor command as the CLI parses it, letting its errors propagate (main()'s exit codes for them are
+    tested in test_cli_main.py)."""
+    args = build_parser().parse_args(["doctor", *argv])
+    return args.run(args, Console())
 
 
 def _digest(path: Path) -> str:
@@ -189,3 +189,23 @@ def test_unfreezable_or_untrusted_ops_are_named(tmp_path, module, needle):
     with pytest.raises(DoctorError, match=needle):
         _doctor(str(tmp_path / "sm"), "--fix", "-o", str(tmp_path / "out"))
     assert _digest(tmp_path / "sm") == before and not (tmp_path / "out").exists()
+
+
+def test_every_command_reads_a_doctor_fix_folder(fixed):
+    """`doctor --fix` writes the model.json schema `convert` writes, so runtime, bench and predict take its folder."""
+    from graphport import model_json
+    from graphport.bench import run_one
+    from graphport.runtime import load as load_session
+
+    meta = model_json.read(fixed)
+    assert meta["schema"] == model_json.SCHEMA and meta["producer"] == "graphport doctor --fix"
+    assert [e["name"] for e in meta["inputs"]] == ["melspectrogram"]
+    x = np.random.default_rng(5).standard_normal((2, 128, 96)).astype(np.float32)
+    want = tf.saved_model.load(str(MINI)).signatures["serving_default"](melspectrogram=tf.constant(x))["output_0"]
+    for backend in ("session", "capi", "tf2"):
+        sess = load_session(fixed, backend)
+        got = next(iter(sess.run({"melspectrogram": x}).values()))
+        sess.close()
+        assert np.max(np.abs(got - want.numpy())) <= 1e-5, backend
+    row = run_one(fixed, "session", [1], 1, 300.0, False)
+    assert row["status"] == "ok", row

@@ -1,6 +1,6 @@
 """graphport's artifacts in Essentia's TensorflowPredict (libtensorflow 2.5 C API), the host that motivated graphport.
 
-The onnx-tf conversions of these models take minutes to load there (design.md §1); graphport's must load in well
+The onnx-tf conversions of these models take minutes to load there (docs/background.md §1); graphport's must load in well
 under a second and give ONNX Runtime's outputs. Essentia runs in its own venv (created on demand, ~30 s with pip)
 and in a subprocess, since its bundled libtensorflow clashes with the tensorflow wheel in this process.
 """

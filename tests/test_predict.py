@@ -7,7 +7,6 @@ at several batch sizes whose batches span file boundaries and end in a short las
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 from pathlib import Path
@@ -18,8 +17,7 @@ import soundfile as sf
 from essentia_ref import essentia_patches
 from rich.console import Console
 
-from graphport.errors import GraphportError
-from graphport.predict_cli import register
+from graphport.cli import main
 from graphport.runtime.essentia_host import essentia_run
 
 EXAMPLE = Path(__file__).parents[1] / "graphport" / "examples" / "example_effnet.onnx"
@@ -33,16 +31,8 @@ SEED_ATOL = 1e-3
 
 def predict(*argv: str) -> tuple[int, str]:
     """Run `graphport predict ARGV` as the main CLI does (GraphportError -> exit 2); return (code, output)."""
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["predict", *argv])
     buf = io.StringIO()
-    console = Console(file=buf, width=200)
-    try:
-        code = args.handler(args, console)
-    except GraphportError as e:
-        console.print(f"error: {e}")
-        code = e.exit_code
+    code = main(["predict", *argv], out=Console(file=buf, width=200))
     return code, buf.getvalue()
 
 

@@ -147,3 +147,12 @@ def test_batch_auto_backs_off_under_a_small_memory_budget(tmp_path):
     tight = _pick(tmp_path / "out", str(budget))
     assert tight["peak"] <= budget
     assert 1 <= tight["batch"] < 64, tight["explain"]
+
+
+def test_bench_reports_library_start_up_apart_from_the_load(out):
+    """For a bare .pb the capi figure used to include `import tensorflow` (3.2 s): start-up is its own column now."""
+    from graphport.bench import run_one
+
+    row = run_one(out / "model.pb", "capi", [1], 1, 300.0, False)
+    assert row["status"] == "ok", row
+    assert row["startup_s"] > row["load_s"] and row["load_s"] < 1.0

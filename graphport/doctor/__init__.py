@@ -23,10 +23,10 @@ def doctor_flags(path: str | os.PathLike) -> list[str]:
     `convert` uses this as a gate on its own output.
     """
     a, risk = diagnose(load(path))
-    # Chains matter through re-inference: weights as arguments, or constant walks re-run enough to cost time. A
-    # single flat function with Const weights evaluates its few constant walks once (Swin/ResNeSt-style exports:
-    # 0.08-0.3 s in Essentia's libtensorflow 2.5, docs/doctor.md).
-    costly = risk.old_level != "low"
+    # Chains matter through re-inference: weights as arguments, or constant walks re-run enough to cost time.
+    # Functions with Const weights evaluate their few constant walks once (graphport's SavedModel of ResNeSt- and
+    # Swin-style exports: 0.08-0.3 s in Essentia's libtensorflow 2.5, docs/doctor.md), so they are not flagged.
+    costly = risk.old_level != "low" or a.weight_args > 0
     flags = [f"{chain} in {n} place(s) inside functions" for chain, n in a.chains().most_common() if costly]
     if a.control_flow:
         flags.append(f"{len(a.control_flow)} control-flow ops ({', '.join(sorted({c[2] for c in a.control_flow}))})")

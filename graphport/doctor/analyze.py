@@ -1,6 +1,6 @@
 """Static load hazards of a TF graph: what makes old (<=2.12) shape refiners re-infer functions for minutes.
 
-Everything here reads protobufs only. The hazards follow design.md §1: shape functions that ask for constant
+Everything here reads protobufs only. The hazards follow docs/background.md §1: shape functions that ask for constant
 inputs (Reshape's shape, Mean's axes, Pad's paddings...) make the old refiner walk back through function bodies;
 a walk that reaches a function argument whose value is known outside re-infers the whole body once per argument.
 """

@@ -7,10 +7,7 @@ rewrite.py and layout.py finish what they leave. The result is refused unless it
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +20,9 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
+from graphport import model_json
+from graphport.artifacts import py_identifier
+from graphport.atomic import output_lock, replace_dir, staging_dir
 from graphport.doctor.layout import sink_transposes
 from graphport.doctor.load import IF_OPS, UNFREEZABLE_OPS, WHILE_OPS, DoctorError, LoadedModel, VerificationFailed
 from graphport.doctor.rewrite import fold_constants, prune, prune_dead_branches, set_io_names
@@ -154,26 +154,34 @@ def verify(fn, gd: graph_pb2.GraphDef, shapes: dict[str, list[int | None]], out_
 
 
 def write(result: FixResult, out_dir: str | os.PathLike, atol: float = 1e-5, force: bool = False) -> Path:
-    """Write model.pb, saved_model/ and model.json to `out_dir` via a temp dir and rename; refuse a mismatch."""
+    """Write model.pb, saved_model/ and model.json (the schema `convert` writes) atomically; refuse a mismatch."""
     bad = {b: e for b, e in result.max_abs.items() if not e <= atol}
     if bad:
         raise VerificationFailed(f"the fixed model differs from the original (max abs {bad} > {atol}); nothing written.")
     out = Path(out_dir).absolute()
-    if out.exists() and not force:
-        raise OutputExists(f"output directory '{out}' already exists; pass --force to replace it.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        (tmp / "model.pb").write_bytes(result.graph_def.SerializeToString())
-        names = save_flat_saved_model(result.graph_def, result.inputs, result.outputs, tmp / "saved_model")
-        meta = {"pb": {"inputs": {k: k for k in result.inputs}, "outputs": {k: k for k in result.outputs}},
-                "saved_model": names, "max_abs_error": result.max_abs, "ops": dict(result.after.most_common()),
-                "doctor_fix_seconds": round(result.seconds, 3)}
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with output_lock(out):
+        if out.exists() and not force:
+            raise OutputExists(f"output directory '{out}' already exists; pass force=True to replace it.")
+        with staging_dir(out) as tmp:
+            (tmp / "model.pb").write_bytes(result.graph_def.SerializeToString())
+            names = save_flat_saved_model(result.graph_def, result.inputs, result.outputs, tmp / "saved_model")
+            nodes = {n.name: n for n in result.graph_def.node}
+            inputs = [model_json.endpoint(k, tf.as_dtype(nodes[k].attr["dtype"].type).name, shape, k,
+                                          {"argument": py_identifier(k), "tensor": names["inputs"][k]})
+                      for k, shape in result.inputs.items()]
+            outputs = [model_json.endpoint(k, _dtype(nodes[k]), None, k,
+                                           {"key": py_identifier(k), "tensor": names["outputs"][k]})
+                       for k in result.outputs]
+            model_json.write(tmp, "graphport doctor --fix", inputs, outputs, max_abs_error=result.max_abs,
+                             op_census=dict(result.after.most_common()), doctor_fix_seconds=round(result.seconds, 3))
+            replace_dir(tmp, out)
     result.out_dir = out
     return out
+
+
+def _dtype(node) -> str:
+    """An output op's element type: its `T` (Identity and most ops) or `dtype` attribute."""
+    for key in ("T", "dtype"):
+        if key in node.attr:
+            return tf.as_dtype(node.attr[key].type).name
+    return "float32"

@@ -1,7 +1,7 @@
 """Sink Transposes through elementwise ops, Mean and Pad until they meet their inverse and cancel.
 
 onnx-tf wraps every NHWC conv in NCHW<->NHWC Transposes and runs the activations, pools and residual adds in
-NCHW between them (design.md §1). Grappler only cancels Transposes that are directly adjacent, so this pass moves
+NCHW between them (docs/background.md §1). Grappler only cancels Transposes that are directly adjacent, so this pass moves
 each Transpose below the ops that do not care about layout (permuting their constant operands, axes and
 paddings), where it meets the next conv's inverse Transpose.
 """

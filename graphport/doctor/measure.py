@@ -6,20 +6,17 @@ Backends: `capi` (TF 2.21 C API, what C/C++ hosts call), `session` (tf.compat.v1
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 
 from graphport.doctor.load import LoadedModel
+from graphport.runtime.child import run_child
 from graphport.runtime.essentia_host import essentia_run, essentia_venv_dir
 
 _CAPI = """
 import time
 from graphport.runtime.capi import CAPISession, lib
 lib()
-t = time.perf_counter(); CAPISession({path!r}).close(); print(time.perf_counter() - t)
+t = time.perf_counter(); CAPISession({path!r}).close(); print('{{"seconds": %r}}' % (time.perf_counter() - t))
 """
 _SESSION = """
 import time
@@ -32,21 +29,18 @@ with g.as_default(), tf.compat.v1.Session(graph=g) as s:
         tf.compat.v1.saved_model.loader.load(s, {tags!r}, p)
     else:
         gd = tf.compat.v1.GraphDef(); gd.ParseFromString(open(p, 'rb').read()); tf.graph_util.import_graph_def(gd)
-print(time.perf_counter() - t)
+print('{{"seconds": %r}}' % (time.perf_counter() - t))
 """
 
 
 def _timed(code: str, timeout: float) -> tuple[float, str]:
     """Seconds the load itself took (printed by the child, so TF's import is not counted), and a note."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                              env=env, check=False)
-    except subprocess.TimeoutExpired:
+    res = run_child(["-c", code], timeout, {"TF_CPP_MIN_LOG_LEVEL": "3"})
+    if res.timed_out:
         return timeout, f"(killed at the {timeout:.0f} s timeout)"
-    if proc.returncode != 0:
-        return float("nan"), f"(failed: {' '.join(proc.stderr.strip().splitlines()[-1:])})"
-    return float(proc.stdout.strip().splitlines()[-1]), ""
+    if res.value is None:
+        return float("nan"), f"(failed: {res.error})"
+    return res.value["seconds"], ""
 
 
 def measure(model: LoadedModel, timeout: float = 60.0) -> list[tuple[str, float, str]]:

@@ -1,6 +1,6 @@
 """Price the old shape refiner's re-inference rounds: predicted constant-evaluation kernel runs and load time.
 
-Model (TF <= 2.12 `shape_refiner.cc` / `eval_const_tensor.cc`, design.md §1): a walk from a shape-consuming input
+Model (TF <= 2.12 `shape_refiner.cc` / `eval_const_tensor.cc`, docs/background.md §1): a walk from a shape-consuming input
 stops at the first function argument whose value is not yet known and requests it; the call node then re-infers
 the whole body with that argument known. So a body needs `rounds = 1 + max(weight arguments on one walk)`
 inferences, and one nesting level more (signature wrapper -> __call__) re-runs that loop once per outer round:

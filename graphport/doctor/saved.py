@@ -1,4 +1,4 @@
-"""A TF2 SavedModel around a flat GraphDef, in the form `convert` writes (design.md §1).
+"""A TF2 SavedModel around a flat GraphDef, in the form `convert` writes (docs/background.md §1).
 
 The writer lives in graphport/artifacts.py; this adapts doctor's description of a repaired graph (Placeholder op
 names with their shapes) to the TensorSpecs it takes.

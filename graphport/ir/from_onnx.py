@@ -14,6 +14,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from graphport.errors import InvalidModel
+from graphport.ir.attrs import decode_attrs
 from graphport.ir.graph import Dim, Graph, Node, Value
 
 MAX_OPSET = onnx.defs.onnx_opset_version()  # what the installed onnx (its checker and inference) knows
@@ -167,10 +168,7 @@ def to_ir(model: onnx.ModelProto) -> Graph:
                 dims[axis] = sym
         v.shape = tuple(dims)
     for i, n in enumerate(g.node):
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        for k, a in attrs.items():
-            if isinstance(a, onnx.TensorProto):
-                attrs[k] = numpy_helper.to_array(a)
+        attrs = decode_attrs(n, graph.opset)
         graph.nodes.append(Node(n.op_type, n.name or f"{n.op_type}_{i}", list(n.input), list(n.output), attrs,
                                 n.domain if n.domain != "ai.onnx" else ""))
     # Symbols that appear on intermediate values but on no graph input cannot be computed at run time.

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from graphport.ir.symbolic import Atom, Sym
+
 Dim = int | str | None  # int: known; str: a named symbol; None: unknown
 
 
@@ -46,6 +48,15 @@ class Graph:
         if name not in self.values:
             self.values[name] = Value(name)
         return self.values[name]
+
+    def sym(self, symbol: str) -> Sym:
+        """Named input dimension `symbol` as a `Sym` atom that knows where to read it at run time."""
+        src, axis = self.symbols[symbol]
+        return Sym.atom(Atom(symbol, source=src, axis=axis))
+
+    def sym_atoms(self) -> dict[str, Sym]:
+        """Every named input dimension as its `Sym` (what `Shape` of a value folds to)."""
+        return {s: self.sym(s) for s in self.symbols}
 
     def const(self, name: str) -> np.ndarray | None:
         """The constant behind `name`, or None for a runtime value or a missing optional input ('')."""

@@ -13,6 +13,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from graphport.errors import GraphportError, UnsupportedModel
+from graphport.ir.attrs import decode_attrs
 from graphport.ir.graph import Graph, Node, Value
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
@@ -93,11 +94,9 @@ def _body_nodes(graph: Graph, body: onnx.GraphProto, prefix: str, rename: dict[s
             graph.values[rename[vi.name]] = Value(rename[vi.name], dtype, None)
     out: list[Node] = []
     for i, n in enumerate(body.node):
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        attrs = decode_attrs(n, graph.opset)
         for k, a in attrs.items():
-            if isinstance(a, onnx.TensorProto):
-                attrs[k] = numpy_helper.to_array(a)
-            elif isinstance(a, onnx.GraphProto):
+            if isinstance(a, onnx.GraphProto):
                 attrs[k] = _renamed(a, rename)
         out.append(Node(n.op_type, prefix + (n.name or f"{n.op_type}_{i}"), [rename.get(x, x) for x in n.input],
                         [rename.get(x, x) for x in n.output], attrs, n.domain if n.domain != "ai.onnx" else ""))

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
+from graphport.ir.attrs import constant_of_shape_value, encode_attrs
 from graphport.ir.graph import Graph, Node
-from graphport.ir.symbolic import Atom, Sym, Undecidable, is_symbolic, normalize
+from graphport.ir.symbolic import Sym, Undecidable, is_symbolic, normalize
 from graphport.passes.infer import refine_shapes
 
 MAX_FOLDED_ELEMENTS = 1 << 22
@@ -34,10 +35,12 @@ def kernel(*ops: str) -> Callable[[Kernel], Kernel]:
     return deco
 
 
-def _axes(node: Node, args: list, opset: int, since: int) -> list[int] | None:
-    """Axes from the attribute (before `since`) or from the optional second input."""
-    if opset < since:
-        return node.attrs.get("axes")
+def _axes(node: Node, args: list) -> list[int] | None:
+    """Axes from the attribute (Squeeze/Unsqueeze before opset 13) or from the optional second input (from 13 on).
+
+    The checker admits only the form the model's opset defines, so whichever is given is the one to read."""
+    if "axes" in node.attrs:
+        return node.attrs["axes"]
     return None if len(args) < 2 or args[1] is None else [int(a) for a in np.asarray(args[1]).ravel()]
 
 
@@ -50,7 +53,7 @@ def _identity(node, args, opset):
 def _gather(node, args, opset):
     data, idx = args
     idx = np.asarray(idx).astype(np.int64)
-    axis = node.attrs.get("axis", 0) % data.ndim
+    axis = node.attrs["axis"] % data.ndim
     idx = np.where(idx < 0, idx + data.shape[axis], idx)
     return [np.take(data, idx, axis=axis)]
 
@@ -66,15 +69,16 @@ def _concat(node, args, opset):
 @kernel("Unsqueeze")
 def _unsqueeze(node, args, opset):
     out = args[0]
-    rank = out.ndim + len(_axes(node, args, opset, 13))
-    for a in sorted(x % rank for x in _axes(node, args, opset, 13)):
+    axes = _axes(node, args)
+    rank = out.ndim + len(axes)
+    for a in sorted(x % rank for x in axes):
         out = np.expand_dims(out, a)
     return [out]
 
 
 @kernel("Squeeze")
 def _squeeze(node, args, opset):
-    axes = _axes(node, args, opset, 13)
+    axes = _axes(node, args)
     return [np.squeeze(args[0], axis=None if axes is None else tuple(a % args[0].ndim for a in axes))]
 
 
@@ -98,7 +102,7 @@ def _slice(node, args, opset):
 @kernel("Reshape")
 def _reshape(node, args, opset):
     data, shape = args[0], [int(v) for v in args[1]]
-    if not node.attrs.get("allowzero", 0):
+    if not node.attrs.get("allowzero"):  # an attribute from opset 14 on
         shape = [data.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return [data.reshape(shape)]
 
@@ -161,13 +165,13 @@ def _where(node, args, opset):
 def _constant_of_shape(node, args, opset):
     if args[0].dtype == object:
         raise Undecidable("ConstantOfShape with a runtime shape")
-    value = node.attrs.get("value", np.zeros(1, np.float32))
+    value = constant_of_shape_value(node.attrs)
     return [np.full([int(v) for v in args[0]], value.ravel()[0], dtype=value.dtype)]
 
 
 def fold_constants(graph: Graph) -> Graph:
     """Evaluate every node whose result is known at conversion time; return the graph without them."""
-    atoms = {sym: Sym.atom(Atom(sym, source=src, axis=axis)) for sym, (src, axis) in graph.symbols.items()}
+    atoms = graph.sym_atoms()
     kept = []
     for node in graph.nodes:
         try:
@@ -224,8 +228,7 @@ def _shape_of(graph: Graph, node: Node, atoms: dict[str, Sym]) -> list | None:
         for d in dims:
             total = total * d
         return [np.array(total, dtype=object)]
-    start, end = node.attrs.get("start", 0), node.attrs.get("end")
-    return [dims[start:end]]
+    return [dims[node.attrs.get("start"):node.attrs.get("end")]]  # start/end exist from opset 15 on
 
 
 def _constant_attr(node: Node) -> np.ndarray:
@@ -236,15 +239,14 @@ def _constant_attr(node: Node) -> np.ndarray:
               "value_ints": np.int64}
     if key in dtypes:
         return np.array(val, dtype=dtypes[key])
-    return np.array([v.decode() if isinstance(v, bytes) else v for v in val] if isinstance(val, list)
-                    else val.decode(), dtype=object)
+    return np.array(val, dtype=object)  # value_string(s), already decoded to str
 
 
 def _reference(graph: Graph, node: Node, args: list) -> list | None:
     """Run one node through onnx's reference evaluator, at the model's opset."""
     names = [f"in{i}" if name else "" for i, name in enumerate(node.inputs)]
-    attrs = {k: numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v for k, v in node.attrs.items()}
-    proto = helper.make_node(node.op_type, names, [f"out{i}" for i in range(len(node.outputs))], **attrs)
+    proto = helper.make_node(node.op_type, names, [f"out{i}" for i in range(len(node.outputs))],
+                             **encode_attrs(node.attrs))
     inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), None)
               for n, a in zip(names, args) if n]
     outputs = [helper.make_empty_tensor_value_info(o) for o in proto.output]

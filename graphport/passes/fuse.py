@@ -15,11 +15,20 @@ def _single_consumer(graph: Graph, users: dict[str, list[Node]], name: str) -> N
     return nodes[0] if len(nodes) == 1 and name not in graph.outputs else None
 
 
+def batchnorm_affine(scale: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                     epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm as `x * factor + shift` per channel, in float64: the one place this arithmetic lives,
+    for the Conv fold here and for the standalone BatchNorm emitter."""
+    scale, beta, mean, var = (np.asarray(p, np.float64) for p in (scale, beta, mean, var))
+    factor = scale / np.sqrt(var + epsilon)
+    return factor, beta - mean * factor
+
+
 def fold_batchnorm_into_conv(graph: Graph) -> Graph:
     users, producers = graph.consumers(), graph.producers()
     removed: set[int] = set()
     for bn in graph.nodes:
-        if bn.op_type != "BatchNormalization" or len(bn.outputs) != 1 or bn.attrs.get("training_mode", 0):
+        if bn.op_type != "BatchNormalization" or len(bn.outputs) != 1 or bn.attrs.get("training_mode"):
             continue
         conv = producers.get(bn.inputs[0])
         if conv is None or conv.op_type != "Conv" or _single_consumer(graph, users, conv.outputs[0]) is not bn:
@@ -29,11 +38,10 @@ def fold_batchnorm_into_conv(graph: Graph) -> Graph:
         bias = graph.const(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
         if w is None or any(p is None for p in params) or (len(conv.inputs) > 2 and conv.inputs[2] and bias is None):
             continue
-        scale, beta, mean, var = (p.astype(np.float64) for p in params)
-        factor = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+        factor, shift = batchnorm_affine(*params, bn.attrs["epsilon"])
         b = np.zeros(w.shape[0]) if bias is None else bias.astype(np.float64)
         new_w = (w * factor.reshape(-1, *([1] * (w.ndim - 1)))).astype(w.dtype)
-        new_b = ((b - mean) * factor + beta).astype(w.dtype)
+        new_b = (b * factor + shift).astype(w.dtype)
         wname, bname = f"{conv.name}/folded_weight", f"{conv.name}/folded_bias"
         for name, arr in ((wname, new_w), (bname, new_b)):
             v = graph.value(name)
@@ -50,13 +58,13 @@ def fuse_pad_into_conv(graph: Graph) -> Graph:
     users = graph.consumers()
     removed: set[int] = set()
     for pad in graph.nodes:
-        if pad.op_type != "Pad" or pad.attrs.get("mode", b"constant") not in (b"constant", "constant"):
+        if pad.op_type != "Pad" or pad.attrs["mode"] != "constant":
             continue
         conv = _single_consumer(graph, users, pad.outputs[0])
         if conv is None or conv.op_type != "Conv" or conv.inputs[0] != pad.outputs[0]:
             continue
         pads = _static_pads(graph, pad)
-        if pads is None or conv.attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        if pads is None or conv.attrs["auto_pad"] != "NOTSET":
             continue
         rank = len(pads) // 2
         if rank < 3 or any(pads[i] or pads[i + rank] for i in (0, 1)) or min(pads) < 0:
@@ -71,11 +79,15 @@ def fuse_pad_into_conv(graph: Graph) -> Graph:
     return graph
 
 
+def pad_attr(attrs: dict) -> list[int]:
+    """The pads of Pad-1 (`paddings`) or Pad-2 (`pads`), both [begin..., end...] over all axes."""
+    return list(attrs["pads"] if "pads" in attrs else attrs["paddings"])
+
+
 def _static_pads(graph: Graph, pad: Node) -> list[int] | None:
     """The pads of a Pad node whose pad value is zero, over all axes, or None if not static."""
-    if graph.opset < 11:
-        pads, value = pad.attrs.get("pads"), pad.attrs.get("value", 0.0)
-        return list(pads) if value == 0 else None
+    if len(pad.inputs) == 1:  # Pad-1/2: pads ('paddings' in Pad-1) and value are attributes
+        return pad_attr(pad.attrs) if pad.attrs["value"] == 0 else None
     pads = graph.const(pad.inputs[1])
     value = graph.const(pad.inputs[2]) if len(pad.inputs) > 2 and pad.inputs[2] else np.zeros(1)
     if pads is None or value is None or pads.dtype == object or np.any(value != 0):

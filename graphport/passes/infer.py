@@ -15,13 +15,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
+from graphport.ir.attrs import encode_attrs
 from graphport.ir.graph import Dim, Graph, Node
-from graphport.ir.symbolic import Atom, Sym, Undecidable
-
-
-def symbol_atoms(graph: Graph) -> dict[str, Sym]:
-    """Each named input dimension as a `Sym` atom that knows where to read it at run time."""
-    return {s: Sym.atom(Atom(s, source=src, axis=axis)) for s, (src, axis) in graph.symbols.items()}
+from graphport.ir.symbolic import Sym, Undecidable
 
 
 def canonical(graph: Graph, d: object) -> Dim:
@@ -78,7 +74,7 @@ def _symbolic_shape(graph: Graph, node: Node) -> list | None:
     target = graph.const(node.inputs[k])
     if target is None or target.dtype != object:
         return None
-    atoms = symbol_atoms(graph)
+    atoms = graph.sym_atoms()
     vals = list(target.ravel())
     if op == "ConstantOfShape":
         return vals
@@ -92,7 +88,7 @@ def _symbolic_shape(graph: Graph, node: Node) -> list | None:
         n = max(len(src), len(vals))
         a, b = [1] * (n - len(src)) + src, [1] * (n - len(vals)) + vals
         return [y if _is_one(x) else x if _is_one(y) else x if x is y or _same(x, y) else None for x, y in zip(a, b)]
-    if not node.attrs.get("allowzero", 0):
+    if not node.attrs.get("allowzero"):  # an attribute from opset 14 on
         vals = [src[i] if not isinstance(v, Sym) and v == 0 else v for i, v in enumerate(vals)]
     if sum(not isinstance(v, Sym) and v == -1 for v in vals) == 1:
         i = next(i for i, v in enumerate(vals) if not isinstance(v, Sym) and v == -1)
@@ -148,8 +144,8 @@ def _infer(graph: Graph, node: Node, syms: dict[str, Sym]) -> dict[str, onnx.Typ
         types[name] = helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(np.dtype(v.dtype)), shape)
         if v.const is not None and v.const.dtype != object:
             data[name] = numpy_helper.from_array(v.const, name)
-    attrs = {k: numpy_helper.from_array(a) if isinstance(a, np.ndarray) else a for k, a in node.attrs.items()}
-    proto = helper.make_node(node.op_type, node.inputs, node.outputs, domain=node.domain or None, **attrs)
+    proto = helper.make_node(node.op_type, node.inputs, node.outputs, domain=node.domain or None,
+                             **encode_attrs(node.attrs))
     schema = onnx.defs.get_schema(node.op_type, graph.opset, node.domain)
     return shape_inference.infer_node_outputs(schema, proto, types, data,
                                               opset_imports=[helper.make_opsetid("", graph.opset)])

@@ -1,1 +1,9 @@
-"""Hosts that run converted graphs outside this process (Essentia's libtensorflow 2.5 C API)."""
+"""Run models the way hosts do: `load(path, backend) -> Session`, then `session.run(feeds)`.
+
+Backends: `capi` (the TF C API), `session` (tf.compat.v1), `tf2` (tf.saved_model.load), `onnxruntime`, and
+`essentia` (Essentia's libtensorflow 2.5, in its own venv). Importing this package does not import TensorFlow.
+"""
+
+from graphport.runtime.backends import BACKENDS, Session, load
+
+__all__ = ["BACKENDS", "Session", "load"]

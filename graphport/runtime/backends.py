@@ -72,8 +72,23 @@ class Session:
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def run_traced(self, feeds: dict[str, np.ndarray]):
+        """Run once with TF's full tracing; return the outputs and the step stats (`StepStats`) of that run."""
+        from tensorflow.core.protobuf import config_pb2
+
+        metadata = config_pb2.RunMetadata()
+        options = config_pb2.RunOptions(trace_level=config_pb2.RunOptions.FULL_TRACE)
+        values = self._run_traced(self.tensor_feeds(self.check_feeds(feeds)), options, metadata)
+        return self.named(values), metadata.step_stats
+
+    def _run_traced(self, feeds: dict[str, np.ndarray], options, metadata) -> list[np.ndarray]:
+        raise GraphportError(f"the {self.backend} backend cannot trace a run; profile with session, capi or tf2.")
+
     def close(self) -> None:
-        """Release the backend's resources."""
+        """Release the backend's resources (its TF session, where it holds one)."""
+        close = getattr(getattr(self, "sess", None), "close", None)
+        if close is not None:
+            close()
 
 
 class CAPIBackend(Session):
@@ -88,8 +103,10 @@ class CAPIBackend(Session):
     def _run(self, feeds):
         return self.named(self.sess.run(self.tensor_feeds(feeds), self.fetches))
 
-    def close(self) -> None:
-        self.sess.close()
+    def _run_traced(self, feeds, options, metadata):
+        values, raw = self.sess.run_traced(feeds, self.fetches, options.SerializeToString())
+        metadata.ParseFromString(raw)
+        return values
 
 
 class TFSessionBackend(Session):
@@ -112,8 +129,8 @@ class TFSessionBackend(Session):
     def _run(self, feeds):
         return self.named(self.sess.run(self.fetches, self.tensor_feeds(feeds)))
 
-    def close(self) -> None:
-        self.sess.close()
+    def _run_traced(self, feeds, options, metadata):
+        return self.sess.run(self.fetches, feeds, options=options, run_metadata=metadata)
 
 
 class TF2Backend(Session):
@@ -133,6 +150,16 @@ class TF2Backend(Session):
     def _run(self, feeds):
         result = self.fn(**{self.args[k]: v for k, v in feeds.items()})
         return {o.name: result[k].numpy() for o, k in zip(self.outputs, self.keys)}
+
+    def run_traced(self, feeds):
+        from tensorflow.python.eager import context
+
+        context.enable_run_metadata()
+        try:
+            values = self.run(feeds)
+            return values, context.export_run_metadata().step_stats
+        finally:
+            context.disable_run_metadata()
 
 
 class ORTBackend(Session):
@@ -169,11 +196,6 @@ class EssentiaBackend(Session):
             raise GraphportError(f"Essentia failed: {res.get('error') or 'timed out'}")
         out = np.asarray(res["outputs"][0])
         return {self.outputs[0].name: out.reshape(out.shape[0], *[d for d in out.shape[1:] if d != 1])}
-
-
-def _op_name(io: IOInfo) -> str:
-    """Essentia takes op names: 'output_0' for 'output_0:0', but 'PartitionedCall:1' keeps its index."""
-    return io.tensor.removesuffix(":0")
 
 
 _CLASSES = {"capi": CAPIBackend, "session": TFSessionBackend, "tf2": TF2Backend, "onnxruntime": ORTBackend,

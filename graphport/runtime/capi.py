@@ -1,4 +1,4 @@
-"""ctypes bindings to the TF C API exported by the installed `tensorflow` wheel (design.md §3).
+"""ctypes bindings to the TF C API exported by the installed `tensorflow` wheel (docs/background.md §3).
 
 This loads models exactly as C/C++ hosts such as Essentia do: `TF_GraphImportGraphDef` for a `.pb`,
 `TF_LoadSessionFromSavedModel` for a SavedModel, `TF_SessionRun` to feed and fetch. Every TF_Status is checked and
@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from graphport.errors import CAPIError
+
 _DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int32): 3, np.dtype(np.uint8): 4,
            np.dtype(np.int16): 5, np.dtype(np.int8): 6, np.dtype(np.int64): 9, np.dtype(np.bool_): 10,
            np.dtype(np.uint16): 17, np.dtype(np.float16): 19, np.dtype(np.uint32): 22, np.dtype(np.uint64): 23}
 _NP = {v: k for k, v in _DTYPES.items()}
-
-
-class CAPIError(RuntimeError):
-    """A TF_Status that was not TF_OK, with TF's own message."""
 
 
 class _Output(C.Structure):

@@ -20,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from graphport.errors import EssentiaUnavailable
+
 ESSENTIA_REQUIREMENT = "essentia-tensorflow==2.1b6.dev1389"
 ESSENTIA_VERSION = ESSENTIA_REQUIREMENT.split("==")[1]
 VENV_ENV_VAR = "GRAPHPORT_ESSENTIA_VENV"
 WORKER = Path(__file__).with_name("essentia_worker.py")
-
-
-class EssentiaUnavailable(RuntimeError):
-    """The Essentia venv could not be created (no python3.11, pip failed)."""
 
 
 def essentia_venv_dir() -> Path:
@@ -161,10 +159,10 @@ def host_op_name(tensor: str) -> str:
 
 def artifact_names(out_dir: str | os.PathLike, artifact: str) -> tuple[Path, str, str]:
     """(model path, input op, output op) a host passes for graphport's `pb` or `saved_model`, read from model.json."""
-    out_dir = Path(out_dir)
-    meta = json.loads((out_dir / "model.json").read_text())
+    from graphport import model_json
+
+    meta = model_json.read(out_dir)
     inp, out = meta["inputs"][0], meta["outputs"][0]
-    key = "pb" if artifact == "pb" else "saved_model"
-    path = out_dir / ("model.pb" if artifact == "pb" else "saved_model")
-    return path, host_op_name(inp[key]["tensor"]), host_op_name(out[key]["tensor"])
+    return model_json.artifact_path(out_dir, artifact), host_op_name(inp[artifact]["tensor"]), \
+        host_op_name(out[artifact]["tensor"])
 

@@ -26,7 +26,7 @@ import weakref
 
 import numpy as np
 
-from graphport.errors import GraphportError
+from graphport.errors import RunFailed
 
 _HEADER = struct.Struct("<Q")
 # stderr lines that say nothing about a crash: TF's info logs and banners, absl's stack-trace frames
@@ -34,10 +34,8 @@ _NOISE = ("@ ", "*** ", "PC: ", "I0000", "W0000", "WARNING: All log messages", "
 _LOG_PREFIX = re.compile(r"^[FE]\d{4} [\d:.]+\s+\d+ \S+\] ")
 
 
-class KernelCrash(GraphportError):
+class KernelCrash(RunFailed):
     """TF's worker process died (a signal, an abort) while loading or running a graph."""
-
-    exit_code = 1
 
     def __init__(self, onednn: bool | None, signal_name: str, detail: str):
         self.onednn, self.signal_name, self.detail = onednn, signal_name, detail
@@ -45,10 +43,8 @@ class KernelCrash(GraphportError):
         super().__init__(f"TensorFlow 2.21 crashed ({signal_name}){where}" + (f": {detail}" if detail else ""))
 
 
-class GraphRunError(GraphportError):
+class GraphRunError(RunFailed):
     """TF refused to load or run the graph (an InvalidArgumentError, say): the process survived."""
-
-    exit_code = 1
 
 
 def onednn_label(onednn: bool | None) -> str:

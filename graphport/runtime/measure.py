@@ -14,22 +14,20 @@ import time
 
 import numpy as np
 
-OTHER_DIM = 16
+from graphport.runtime.feeds import seeded_feeds
+from graphport.runtime.model_info import IOInfo
 
 
-def feeds_for(inputs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random feeds: the leading unknown dim is the batch, other unknown dims get a fixed size."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in inputs:
-        shape = [d if isinstance(d, int) and d > 0 else (batch if axis == 0 else OTHER_DIM)
-                 for axis, d in enumerate(spec.shape or [None])]
-        if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0 and spec.shape[0] != batch:
-            raise ValueError(f"input '{spec.name}' has a fixed batch of {spec.shape[0]}")
-        dtype = np.dtype(spec.dtype)
-        feeds[spec.name] = (rng.standard_normal(shape) if dtype.kind == "f" else rng.integers(0, 10, shape))\
-            .astype(dtype)
-    return feeds
+def feeds_for(inputs: list[IOInfo], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """`seeded_feeds`, refusing a batch size that a fixed-batch model (no input with a dynamic leading dim) rules
+    out. Inputs with fixed dims beside a batched one (a mask, a table) are fed at their own size."""
+    inputs = list(inputs)
+    leading = [spec.shape[0] if spec.shape else None for spec in inputs]
+    if not any(d is None or isinstance(d, str) or d < 0 for d in leading):
+        fixed = next(((spec, d) for spec, d in zip(inputs, leading) if d != batch), None)
+        if fixed is not None:
+            raise ValueError(f"input '{fixed[0].name}' has a fixed batch of {fixed[1]}")
+    return seeded_feeds(inputs, batch, seed)
 
 
 def timed_runs(session, feeds: dict[str, np.ndarray], repeat: int) -> list[float]:
@@ -44,9 +42,15 @@ def timed_runs(session, feeds: dict[str, np.ndarray], repeat: int) -> list[float
 
 def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_budget: int | None = None,
             auto: bool = False) -> dict:
+    """Times in seconds: `startup_s` is library start-up (the backend's libraries, and reading the model's
+    description, which for a bare .pb or SavedModel needs TF's Python protobufs), `load_s` the model load alone."""
     from graphport.runtime.backends import load, warm_up
+    from graphport.runtime.model_info import resolve
 
+    t0 = time.perf_counter()
     warm_up(backend)
+    resolve(path, "saved_model" if backend == "tf2" else None)
+    startup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     sess = load(path, backend)
     load_s = time.perf_counter() - t0
@@ -73,7 +77,7 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_b
         med = statistics.median(times)
         steady[str(b)] = {"median_s": med, "min_s": min(times), "max_s": max(times), "patches_per_s": b / med}
     sess.close()
-    result = {"load_s": load_s, "first_run_s": first_s, "first_batch": first_batch, "steady": steady}
+    result = {"startup_s": startup_s, "load_s": load_s, "first_run_s": first_s, "first_batch": first_batch, "steady": steady}
     if choice is not None:
         result["auto_batch"] = {"batch": choice.batch, "explain": choice.explain(), "peak_bytes": choice.peak_bytes}
     return result

@@ -7,10 +7,10 @@ backend needs (a TF tensor name such as `serving_default_melspectrogram:0`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graphport import model_json
 from graphport.errors import GraphportError
 
 
@@ -35,13 +35,12 @@ def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
     p = Path(path)
     if not p.exists():
         raise GraphportError(f"'{p}' does not exist.")
-    if p.is_dir() and (p / "model.json").exists():
-        meta = json.loads((p / "model.json").read_text())
+    if model_json.is_output_folder(p):
+        meta = model_json.read(p)
         kind = kind or "pb"
-        key = "pb" if kind == "pb" else "saved_model"
-        target = p / ("model.pb" if kind == "pb" else "saved_model")
-        return ModelInfo(kind, target, *[[IOInfo(e["name"], e["shape"], e["dtype"] or "float32", e[key]["tensor"])
-                                          for e in meta[side]] for side in ("inputs", "outputs")])
+        return ModelInfo(kind, model_json.artifact_path(p, kind),
+                         *[[IOInfo(e["name"], e["shape"], e["dtype"] or "float32", e[kind]["tensor"])
+                            for e in meta[side]] for side in ("inputs", "outputs")])
     if p.is_dir() and (p / "saved_model.pb").exists():
         return _saved_model(p)
     if p.suffix == ".onnx":

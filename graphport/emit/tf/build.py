@@ -9,7 +9,8 @@ from tensorflow.core.framework import graph_pb2
 
 from graphport.emit.tf.compat import legacy_problems, strip_default_attrs
 from graphport.emit.tf.context import EmitContext, tf_name
-from graphport.emit.tf.registry import Decline, lookup
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import lookup
 from graphport.errors import UnsupportedModel
 from graphport.ir.graph import Graph
 

@@ -13,7 +13,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from graphport.ir.graph import Graph
+from graphport.emit.tf.decline import Decline
+from graphport.ir.graph import Graph, Node
 from graphport.ir.symbolic import Atom, Sym, is_symbolic
 
 Perm = tuple[int, ...] | None
@@ -28,6 +29,11 @@ def tf_name(name: str) -> str:
 
 def channels_last(rank: int) -> tuple[int, ...]:
     return (0, *range(2, rank), 1)
+
+
+def opt_input(node: Node, k: int) -> str:
+    """Optional input `k` of `node`: its name, or "" when absent (ONNX allows trailing inputs to be left out)."""
+    return node.inputs[k] if len(node.inputs) > k else ""
 
 
 class EmitContext:
@@ -46,8 +52,6 @@ class EmitContext:
 
     def static(self, name: str) -> np.ndarray:
         """A constant that the op needs at conversion time; Decline otherwise."""
-        from graphport.emit.tf.registry import Decline
-
         arr = self.const(name)
         if arr is None or arr.dtype == object:
             raise Decline(f"input '{name}' must be a constant known at conversion time")

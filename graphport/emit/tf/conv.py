@@ -6,7 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from graphport.emit.tf.context import EmitContext, channels_last
-from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import op
 from graphport.emit.tf.spatial import onnx_pads, padding_mode, same_pads, spatial_attrs
 from graphport.ir.graph import Node
 
@@ -16,7 +17,7 @@ def conv(ctx: EmitContext, node: Node) -> None:
     w = ctx.const(node.inputs[1])
     if w is None:  # runtime weights: only the plain (ungrouped) kernels take a filter tensor
         w = ctx.onnx_order(node.inputs[1])
-        if None in w.shape.as_list() or node.attrs.get("group", 1) != 1:
+        if None in w.shape.as_list() or node.attrs["group"] != 1:
             raise Decline("runtime weights of a grouped convolution or of unknown shape")
     has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
     spatial = w.ndim - 2
@@ -30,7 +31,7 @@ def conv(ctx: EmitContext, node: Node) -> None:
         x, w = tf.expand_dims(x, 1), w[:, :, None, :]
         strides, dilations, kernel, begin, end = [1] + strides, [1] + dilations, [1] + kernel, [0] + begin, [0] + end
     x, padding = padding_mode(x, begin, end, kernel, strides, dilations)
-    y = _grouped(x, w, node.attrs.get("group", 1), strides, dilations, padding)
+    y = _grouped(x, w, node.attrs["group"], strides, dilations, padding)
     if has_bias:
         y = tf.nn.bias_add(y, tf.cast(ctx.onnx_order(node.inputs[2]), y.dtype))
     if spatial == 1:

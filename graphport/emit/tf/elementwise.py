@@ -9,8 +9,9 @@ import numpy as np
 import tensorflow as tf
 from onnx import helper
 
-from graphport.emit.tf.context import EmitContext, Perm
-from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.context import EmitContext, Perm, opt_input
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import op
 from graphport.ir.graph import Node
 
 
@@ -71,11 +72,21 @@ def mean(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], reduce(tf.add, tensors) / tf.constant(len(tensors), tensors[0].dtype), perm)
 
 
-@op("Mod")
+@op("Mod", since=10)
+def mod_10(ctx: EmitContext, node: Node) -> None:
+    """Before Mod-28 floats required fmod=1: they always truncate."""
+    _mod(ctx, node, floats_truncate=True)
+
+
+@op("Mod", since=28)
 def mod(ctx: EmitContext, node: Node) -> None:
+    """From Mod-28 on fmod=0 floors for floats too."""
+    _mod(ctx, node, floats_truncate=False)
+
+
+def _mod(ctx: EmitContext, node: Node, floats_truncate: bool) -> None:
     (a, b), perm = aligned(ctx, node.inputs)
-    # Before Mod-28 floats required fmod=1; from 28 on fmod=0 floors for floats too
-    trunc = node.attrs.get("fmod", 0) or (a.dtype.is_floating and ctx.graph.opset < 28)
+    trunc = node.attrs["fmod"] or (a.dtype.is_floating and floats_truncate)
     fn = tf.truncatemod if trunc else tf.math.floormod
     if a.dtype in (tf.float16, tf.bfloat16) or (trunc and a.dtype not in (tf.int32, tf.int64, tf.float32, tf.float64)):
         wide = tf.float32 if a.dtype.is_floating else tf.int64  # TF lacks CPU kernels for these; computed wider, rounded once
@@ -91,16 +102,22 @@ def where(ctx: EmitContext, node: Node) -> None:
 
 
 @op("PRelu")
-def prelu(ctx: EmitContext, node: Node) -> None:
+def prelu_6(ctx: EmitContext, node: Node) -> None:
+    """PRelu-6 applies a 1-D slope along the channel axis (1)."""
     x_name, s_name = node.inputs
     arr = ctx.const(s_name)
     rank = ctx.rank(x_name)
-    if ctx.graph.opset < 7 and arr is not None and arr.ndim == 1 and arr.size > 1 and rank > 2:
-        # PRelu-6 applies a 1-D slope along the channel axis (1); from opset 7 on it broadcasts from the right.
-        x = ctx.onnx_order(x_name)
-        slope = tf.constant(arr.reshape(-1, *[1] * (rank - 2)).astype(x.dtype.as_numpy_dtype))
-        ctx.set(node.outputs[0], tf.where(x < 0, x * slope, x))
+    if arr is None or arr.ndim != 1 or arr.size == 1 or rank <= 2:
+        prelu(ctx, node)  # a slope that broadcasts the same either way
         return
+    x = ctx.onnx_order(x_name)
+    slope = tf.constant(arr.reshape(-1, *[1] * (rank - 2)).astype(x.dtype.as_numpy_dtype))
+    ctx.set(node.outputs[0], tf.where(x < 0, x * slope, x))
+
+
+@op("PRelu", since=7)
+def prelu(ctx: EmitContext, node: Node) -> None:
+    """From opset 7 on the slope broadcasts from the right."""
     (x, slope), perm = aligned(ctx, node.inputs)
     ctx.set(node.outputs[0], tf.where(x < 0, x * slope, x), perm)
 
@@ -116,7 +133,7 @@ def _c(x: tf.Tensor, v: float) -> tf.Tensor:
 
 
 def _hard_sigmoid(x: tf.Tensor, a: dict) -> tf.Tensor:
-    return tf.clip_by_value(_c(x, a.get("alpha", 0.2)) * x + _c(x, a.get("beta", 0.5)), _c(x, 0), _c(x, 1))
+    return tf.clip_by_value(_c(x, a["alpha"]) * x + _c(x, a["beta"]), _c(x, 0), _c(x, 1))
 
 
 for _name, _ufn in {
@@ -131,17 +148,16 @@ for _name, _ufn in {
     "Not": lambda x, a: tf.logical_not(x), "Sign": lambda x, a: tf.sign(x), "Round": lambda x, a: tf.round(x),
     "Softplus": lambda x, a: tf.nn.softplus(x), "Softsign": lambda x, a: tf.nn.softsign(x),
     "Identity": lambda x, a: tf.identity(x), "IsNaN": lambda x, a: tf.math.is_nan(x),
-    "Elu": lambda x, a: tf.where(x > 0, x, _c(x, a.get("alpha", 1.0)) * (tf.exp(x) - _c(x, 1))),
-    "LeakyRelu": lambda x, a: tf.nn.leaky_relu(x, a.get("alpha", 0.01)),
-    "Selu": lambda x, a: _c(x, a.get("gamma", 1.0507009873554805)) * tf.where(
-        x > 0, x, _c(x, a.get("alpha", 1.6732632423543772)) * (tf.exp(x) - _c(x, 1))),
+    "Elu": lambda x, a: tf.where(x > 0, x, _c(x, a["alpha"]) * (tf.exp(x) - _c(x, 1))),
+    "LeakyRelu": lambda x, a: tf.nn.leaky_relu(x, a["alpha"]),
+    "Selu": lambda x, a: _c(x, a["gamma"]) * tf.where(x > 0, x, _c(x, a["alpha"]) * (tf.exp(x) - _c(x, 1))),
     "Celu": lambda x, a: tf.maximum(x, _c(x, 0)) + tf.minimum(
-        _c(x, 0), _c(x, a.get("alpha", 1.0)) * (tf.exp(x / _c(x, a.get("alpha", 1.0))) - _c(x, 1))),
-    "ThresholdedRelu": lambda x, a: tf.where(x > _c(x, a.get("alpha", 1.0)), x, _c(x, 0)),
+        _c(x, 0), _c(x, a["alpha"]) * (tf.exp(x / _c(x, a["alpha"])) - _c(x, 1))),
+    "ThresholdedRelu": lambda x, a: tf.where(x > _c(x, a["alpha"]), x, _c(x, 0)),
     "HardSigmoid": _hard_sigmoid,
-    "HardSwish": lambda x, a: x * _hard_sigmoid(x, {"alpha": 1 / 6, "beta": 0.5}),
+    "HardSwish": lambda x, a: x * _hard_sigmoid(x, {"alpha": 1 / 6, "beta": 0.5}),  # fixed by the spec
     "Mish": lambda x, a: x * tf.tanh(tf.nn.softplus(x)),
-    "Gelu": lambda x, a: tf.nn.gelu(x, approximate=a.get("approximate", "none") in ("tanh", b"tanh")),
+    "Gelu": lambda x, a: tf.nn.gelu(x, approximate=a["approximate"] == "tanh"),
 }.items():
     op(_name)(_unary(_ufn))
 
@@ -149,29 +165,44 @@ for _name, _ufn in {
 @op("IsInf")
 def is_inf(ctx: EmitContext, node: Node) -> None:
     x = ctx.raw(node.inputs[0])
-    pos, neg = node.attrs.get("detect_positive", 1), node.attrs.get("detect_negative", 1)
+    pos, neg = node.attrs["detect_positive"], node.attrs["detect_negative"]
     inf = tf.math.is_inf(x)
     out = tf.logical_and(inf, x > 0) if pos and not neg else tf.logical_and(inf, x < 0) if neg and not pos else \
         inf if pos else tf.zeros_like(inf)
     ctx.set(node.outputs[0], out, ctx.perm(node.inputs[0]))
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 @op("Clip")
+def clip_1(ctx: EmitContext, node: Node) -> None:
+    """Clip-1/6: bounds are attributes. Clip-6's defaults, -+FLT_MAX, bound nothing a float32 can hold, so they
+    are left out as an absent bound is (a Clip(min=0) stays a Relu)."""
+    lo, hi = (node.attrs.get(k) for k in ("min", "max"))
+    _clip(ctx, node, None if lo is not None and lo <= -_FLOAT32_MAX else lo,
+          None if hi is not None and hi >= _FLOAT32_MAX else hi)
+
+
+@op("Clip", since=11)
 def clip(ctx: EmitContext, node: Node) -> None:
+    """Clip-11 on: optional bound inputs, constant or runtime."""
     x = ctx.raw(node.inputs[0])
-    if ctx.graph.opset < 11:
-        lo, hi = node.attrs.get("min"), node.attrs.get("max")
-    else:
-        bounds = [node.inputs[k] if len(node.inputs) > k else "" for k in (1, 2)]
-        if any(b and ctx.const(b) is None for b in bounds):  # bounds known only at run time
-            y = x
-            if bounds[0]:
-                y = tf.maximum(y, ctx.onnx_order(bounds[0]))
-            if bounds[1]:
-                y = tf.minimum(y, ctx.onnx_order(bounds[1]))
-            ctx.set(node.outputs[0], y, ctx.perm(node.inputs[0]))
-            return
-        lo, hi = (ctx.static(b).item() if b else None for b in bounds)
+    bounds = [opt_input(node, k) for k in (1, 2)]
+    if any(b and ctx.const(b) is None for b in bounds):  # bounds known only at run time
+        y = x
+        if bounds[0]:
+            y = tf.maximum(y, ctx.onnx_order(bounds[0]))
+        if bounds[1]:
+            y = tf.minimum(y, ctx.onnx_order(bounds[1]))
+        ctx.set(node.outputs[0], y, ctx.perm(node.inputs[0]))
+        return
+    _clip(ctx, node, *(ctx.static(b).item() if b else None for b in bounds))
+
+
+def _clip(ctx: EmitContext, node: Node, lo: float | None, hi: float | None) -> None:
+    """Constant bounds: Relu6 and Relu where they match, else Maximum/Minimum."""
+    x = ctx.raw(node.inputs[0])
     if lo == 0 and hi == 6 and x.dtype.is_floating:
         y = tf.nn.relu6(x)
     elif lo == 0 and hi is None:
@@ -200,7 +231,8 @@ def _cast(ctx: EmitContext, node: Node, x: tf.Tensor, to: np.dtype) -> None:
         if dt.kind in "OSU" or (dt.name in _NO_TF_CAST and not widening):
             raise Decline(f"casts from {src.name} to {dst.name} (TF cannot represent or cast them)")
     dtype = tf.as_dtype(to)
-    if dtype.name in _FLOAT8_MAX and x.dtype.is_floating and node.attrs.get("saturate", 1):
+    # float8 types exist from Cast-19 on, which is also where `saturate` comes in
+    if dtype.name in _FLOAT8_MAX and x.dtype.is_floating and node.attrs["saturate"]:
         if x.dtype.name.startswith("float8"):  # TF compares no float8; float32 holds them exactly
             x = tf.cast(x, tf.float32)
         top = tf.constant(_FLOAT8_MAX[dtype.name], x.dtype)  # out of range and +-inf saturate; NaN stays
@@ -220,13 +252,22 @@ def cast_like(ctx: EmitContext, node: Node) -> None:
 
 @op("Dropout")
 def dropout(ctx: EmitContext, node: Node) -> None:
-    training = ctx.static(node.inputs[2]).item() if len(node.inputs) > 2 and node.inputs[2] else False
-    # the ratio matters (and must be known) only in training mode
-    ratio = (ctx.static(node.inputs[1]).item() if len(node.inputs) > 1 and node.inputs[1] else
-             node.attrs.get("ratio", 0.5)) if training else 0
-    if ratio != 0:  # silently passing x through would be wrong
-        raise Decline("Dropout in training mode (random drops)")
+    """Before Dropout-12 graphport converts the inference form: the identity, and an all-true mask."""
     x = ctx.raw(node.inputs[0])
     ctx.set(node.outputs[0], tf.identity(x), ctx.perm(node.inputs[0]))
     if len(node.outputs) > 1 and node.outputs[1]:  # nothing is dropped: the mask is all true
         ctx.set(node.outputs[1], tf.ones_like(x, dtype=tf.bool), ctx.perm(node.inputs[0]))
+
+
+_DEFAULT_RATIO = 0.5  # of Dropout-12's optional `ratio` input (an input, so no schema default_value covers it)
+
+
+@op("Dropout", since=12)
+def dropout_12(ctx: EmitContext, node: Node) -> None:
+    """Dropout-12 on takes training_mode as an input; the ratio matters (and must be known) only in training."""
+    training = ctx.static(node.inputs[2]).item() if opt_input(node, 2) else False
+    ratio = (ctx.static(node.inputs[1]).item() if opt_input(node, 1) else _DEFAULT_RATIO) if training else 0
+    if ratio != 0:  # silently passing x through would be wrong
+        raise Decline("Dropout in training mode (random drops)")
+    dropout(ctx, node)
+

@@ -22,7 +22,7 @@ def matmul(ctx: EmitContext, node: Node) -> None:
         b, squeeze = tf.expand_dims(b, -1), squeeze + [-1]
     a_batch, b_batch = _batch_dims(ctx, node.inputs[0], a), _batch_dims(ctx, node.inputs[1], b)
     if all(d == 1 for d in b_batch):
-        y = _rows_times_matrix(ctx, node, a, tf.reshape(b, _dims(b)[-2:]) if b_batch else b, bool(squeeze))
+        y = _rows_times_matrix(ctx, node, a, tf.reshape(b, _dims(b, -2)) if b_batch else b, bool(squeeze))
     elif a_batch == b_batch and None not in a_batch:
         y = tf.raw_ops.BatchMatMulV2(x=a, y=b)
     else:
@@ -35,7 +35,7 @@ def _rows_times_matrix(ctx: EmitContext, node: Node, a: tf.Tensor, b: tf.Tensor,
     """[..., M, K] x [K, N] as one MatMul on [rows, K], reshaped back with the IR's (symbolic) output shape."""
     if a.shape.rank == 2:
         return tf.raw_ops.MatMul(a=a, b=b)
-    y = tf.raw_ops.MatMul(a=tf.reshape(a, [-1, _dims(a)[-1]]), b=b)
+    y = tf.raw_ops.MatMul(a=tf.reshape(a, [-1, *_dims(a, -1)]), b=b)
     known = None if squeezed else ctx.graph.values[node.outputs[0]].shape
     if known is not None and None not in known and len(known) == a.shape.rank:
         dims = [ir_dim(ctx, node.outputs[0], i) for i in range(len(known))]
@@ -63,24 +63,29 @@ def _broadcast_batch(a: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             tf.broadcast_to(b, tf.concat([batch, tf.shape(b)[-2:]], 0)))
 
 
-def _dims(t: tf.Tensor) -> list | tf.Tensor:
-    """`t`'s shape as Reshape wants it: static ints, or a runtime vector when a dim is unknown."""
-    dims = t.shape.as_list()
-    return dims if None not in dims else tf.unstack(tf.shape(t))
+def _dims(t: tf.Tensor, start: int = 0) -> list:
+    """`t`'s dims from `start` on as Reshape wants them: static ints, and a runtime scalar (one Shape) only for a
+    dim TF does not know, so the usual case (known K and N) reads nothing at run time."""
+    dims = t.shape.as_list()[start:]
+    if None not in dims:
+        return dims
+    shape = tf.shape(t)
+    return [d if d is not None else shape[start + i if start >= 0 else len(t.shape) + start + i]
+            for i, d in enumerate(dims)]
 
 
 @op("Gemm")
 def gemm(ctx: EmitContext, node: Node) -> None:
-    alpha, beta = node.attrs.get("alpha", 1.0), node.attrs.get("beta", 1.0)
+    alpha, beta = node.attrs["alpha"], node.attrs["beta"]
     a = ctx.onnx_order(node.inputs[0])
     b_const = ctx.const(node.inputs[1])
-    trans_b = bool(node.attrs.get("transB", 0))
+    trans_b = bool(node.attrs["transB"])
     if b_const is not None and b_const.dtype != object:
         b = tf.constant((b_const * alpha).astype(b_const.dtype) if alpha != 1.0 else b_const)
         alpha = 1.0
     else:
         b = ctx.onnx_order(node.inputs[1])
-    y = tf.raw_ops.MatMul(a=a, b=b, transpose_a=bool(node.attrs.get("transA", 0)), transpose_b=trans_b)
+    y = tf.raw_ops.MatMul(a=a, b=b, transpose_a=bool(node.attrs["transA"]), transpose_b=trans_b)
     if alpha != 1.0:
         y = y * tf.constant(alpha, y.dtype)
     c_name = node.inputs[2] if len(node.inputs) > 2 else ""

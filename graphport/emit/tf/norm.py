@@ -6,8 +6,10 @@ import numpy as np
 import tensorflow as tf
 
 from graphport.emit.tf.context import EmitContext, channels_last
-from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import op
 from graphport.ir.graph import Node
+from graphport.passes.fuse import batchnorm_affine
 
 
 def _channel_vector(v: np.ndarray, rank: int) -> np.ndarray:
@@ -21,19 +23,18 @@ def _channel_tensor(ctx: EmitContext, name: str, dtype: tf.DType, rank: int) -> 
 
 @op("BatchNormalization")
 def batch_norm(ctx: EmitContext, node: Node) -> None:
-    if node.attrs.get("training_mode", 0) or len([o for o in node.outputs if o]) > 1:
+    # training_mode exists from BatchNormalization-14 on; earlier training forms show as extra outputs
+    if node.attrs.get("training_mode") or len([o for o in node.outputs if o]) > 1:
         raise Decline("BatchNormalization in training mode")
     rank = ctx.rank(node.inputs[0])
     x = ctx.channels_last(node.inputs[0]) if rank > 2 else ctx.onnx_order(node.inputs[0])
-    eps = node.attrs.get("epsilon", 1e-5)
+    eps = node.attrs["epsilon"]
     if any(ctx.const(i) is None for i in node.inputs[1:5]):  # runtime statistics: the same affine map, in-graph
         scale, beta, mean, var = (_channel_tensor(ctx, i, x.dtype, rank) for i in node.inputs[1:5])
         factor = scale * tf.math.rsqrt(var + tf.constant(eps, x.dtype))
         ctx.set(node.outputs[0], x * factor + (beta - mean * factor), channels_last(rank) if rank > 2 else None)
         return
-    scale, beta, mean, var = (ctx.static(i).astype(np.float64) for i in node.inputs[1:5])
-    factor = scale / np.sqrt(var + eps)
-    shift = beta - mean * factor
+    factor, shift = batchnorm_affine(*(ctx.static(i) for i in node.inputs[1:5]), eps)
     dt = x.dtype.as_numpy_dtype
     y = x * tf.constant(_channel_vector(factor, rank).astype(dt)) + tf.constant(_channel_vector(shift, rank).astype(dt))
     ctx.set(node.outputs[0], y, channels_last(rank) if rank > 2 else None)
@@ -45,7 +46,7 @@ def instance_norm(ctx: EmitContext, node: Node) -> None:
     rank = x.shape.rank
     scale, bias = (_channel_tensor(ctx, i, x.dtype, rank) for i in node.inputs[1:3])
     mean, var = tf.nn.moments(x, axes=list(range(1, rank - 1)), keepdims=True)
-    eps = tf.constant(node.attrs.get("epsilon", 1e-5), x.dtype)
+    eps = tf.constant(node.attrs["epsilon"], x.dtype)
     y = (x - mean) * tf.math.rsqrt(var + eps) * scale + bias
     ctx.set(node.outputs[0], y, channels_last(rank))
 
@@ -54,9 +55,9 @@ def instance_norm(ctx: EmitContext, node: Node) -> None:
 def layer_norm(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
     rank = x.shape.rank
-    axis = node.attrs.get("axis", -1) % rank
+    axis = node.attrs["axis"] % rank
     mean, var = tf.nn.moments(x, axes=list(range(axis, rank)), keepdims=True)
-    inv_std = tf.math.rsqrt(var + tf.constant(node.attrs.get("epsilon", 1e-5), x.dtype))
+    inv_std = tf.math.rsqrt(var + tf.constant(node.attrs["epsilon"], x.dtype))
     y = (x - mean) * inv_std
     for name, t in zip(node.outputs[1:], (mean, inv_std)):  # optional Mean and InvStdDev, kept-dims shaped
         if name:

@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from graphport.emit.tf.context import EmitContext, channels_last
-from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import op
 from graphport.emit.tf.spatial import lowest, onnx_pads, padding_mode, same_pads
 from graphport.ir.graph import Node
 
@@ -29,7 +30,7 @@ def _prepare(ctx: EmitContext, node: Node):
         raise Decline("dilated pooling")
     x = ctx.channels_last(node.inputs[0])
     begin, end = onnx_pads(node, x.shape.as_list()[1:-1], kernel, strides, [1] * n,
-                           bool(node.attrs.get("ceil_mode", 0)))
+                           bool(node.attrs.get("ceil_mode")))  # an attribute from opset 10 on
     if n == 1:
         x = tf.expand_dims(x, 1)
         kernel, strides, begin, end = [1] + kernel, [1] + strides, [0] + begin, [0] + end
@@ -54,7 +55,7 @@ def average_pool(ctx: EmitContext, node: Node) -> None:
     pool = _POOLS[len(kernel)][1]
     ksize, st = [1, *kernel, 1], [1, *strides, 1]
     sizes = x.shape.as_list()[1:-1]
-    include = bool(node.attrs.get("count_include_pad", 0))
+    include = bool(node.attrs.get("count_include_pad"))  # an attribute from AveragePool-7 on
     if not any(begin) and not any(end):
         _finish(ctx, node, _avg(pool, x, ksize, st, "VALID"), n)
         return

@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from graphport.emit.tf.context import EmitContext
-from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.context import EmitContext, opt_input
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import op
+from graphport.ir.attrs import constant_of_shape_value
 from graphport.ir.graph import Node
 
 _ACTIVATIONS = {"Sigmoid": tf.sigmoid, "Tanh": tf.tanh, "Relu": tf.nn.relu}
@@ -19,20 +21,12 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 _DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
 
 
-def _opt(node: Node, k: int) -> str:
-    return node.inputs[k] if len(node.inputs) > k else ""
-
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def _activations(node: Node, dirs: int) -> list[list]:
     """Per direction, the activation functions; only parameter-free ones ONNX and TF define identically."""
     if node.attrs.get("activation_alpha") or node.attrs.get("activation_beta"):
         raise Decline("activation_alpha/activation_beta (parametrised recurrent activations)")
     per = len(_DEFAULT_ACTS[node.op_type])
-    names = [_s(a) for a in node.attrs.get("activations", [])] or _DEFAULT_ACTS[node.op_type] * dirs
+    names = list(node.attrs.get("activations", [])) or _DEFAULT_ACTS[node.op_type] * dirs
     if len(names) == per:
         names = names * dirs
     bad = sorted({n for n in names if n not in _ACTIVATIONS})
@@ -55,7 +49,7 @@ def _sequence(ctx: EmitContext, node: Node, batch_first: bool) -> tuple[tf.Tenso
 
 
 def _check_lengths(ctx: EmitContext, node: Node, steps: int) -> None:
-    lens = _opt(node, 4)
+    lens = opt_input(node, 4)
     if not lens:
         return
     arr = ctx.const(lens)
@@ -73,7 +67,7 @@ def _state(ctx: EmitContext, name: str, d: int, batch_first: bool) -> tf.Tensor 
     if arr is not None and arr.dtype != object and not np.any(arr):
         return None
     src = ctx.graph.producers().get(name)  # torch exports zeros as ConstantOfShape([dirs, batch, H])
-    if src is not None and src.op_type == "ConstantOfShape" and not np.any(src.attrs.get("value", np.zeros(1))):
+    if src is not None and src.op_type == "ConstantOfShape" and not np.any(constant_of_shape_value(src.attrs)):
         return None
     t = ctx.onnx_order(name)
     return t[:, d] if batch_first else t[d]
@@ -83,20 +77,20 @@ def _state(ctx: EmitContext, name: str, d: int, batch_first: bool) -> tf.Tensor 
 def recurrent(ctx: EmitContext, node: Node) -> None:
     kind = node.op_type
     gates = _GATES[kind]
-    direction = _s(node.attrs.get("direction", "forward"))
+    direction = node.attrs["direction"]
     dirs = 2 if direction == "bidirectional" else 1
-    peep = ctx.const(_opt(node, 7)) if kind == "LSTM" and _opt(node, 7) else np.zeros(1)
+    peep = ctx.const(opt_input(node, 7)) if kind == "LSTM" and opt_input(node, 7) else np.zeros(1)
     if peep is None or peep.dtype == object or np.any(peep):
         raise Decline("LSTM peepholes (input P)")
-    if node.attrs.get("input_forget", 0):
+    if node.attrs.get("input_forget"):  # an LSTM attribute
         raise Decline("LSTM input_forget=1 (coupled input and forget gates)")
-    batch_first = bool(node.attrs.get("layout", 0))
+    batch_first = bool(node.attrs.get("layout"))  # an attribute from opset 14 on
     acts = _activations(node, dirs)
     clip = node.attrs.get("clip")
     x, time_axis, steps = _sequence(ctx, node, batch_first)
     _check_lengths(ctx, node, steps)
-    lbr = kind == "GRU" and node.attrs.get("linear_before_reset", 0)
-    hidden = int(node.attrs.get("hidden_size", 0)) or ctx.shape_ints(node.inputs[2])[-1]
+    lbr = kind == "GRU" and node.attrs.get("linear_before_reset")  # GRU-3 on
+    hidden = int(node.attrs.get("hidden_size") or 0) or ctx.shape_ints(node.inputs[2])[-1]
     w_all, in_bias, rts, rbs = _weights(ctx, node, gates, dirs, hidden)
     feats = x.shape[-1]
     flat = tf.reshape(x, [-1, feats]) if feats is not None else tf.reshape(x, [-1, tf.shape(x)[-1]])
@@ -107,8 +101,8 @@ def recurrent(ctx: EmitContext, node: Node) -> None:
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
         rt, rb = rts[d], rbs[d]
-        h = _state(ctx, _opt(node, 5), d, batch_first)
-        c = _state(ctx, _opt(node, 6), d, batch_first) if kind == "LSTM" else None
+        h = _state(ctx, opt_input(node, 5), d, batch_first)
+        c = _state(ctx, opt_input(node, 6), d, batch_first) if kind == "LSTM" else None
         ys: list[tf.Tensor] = [None] * steps  # type: ignore[list-item]
         for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
             xg = proj[t][:, d * gates * hidden:(d + 1) * gates * hidden] if dirs > 1 else proj[t]
@@ -124,7 +118,7 @@ def _weights(ctx: EmitContext, node: Node, gates: int, dirs: int, hidden: int):
     """W of every direction as one [I, dirs*G*H] matrix with its bias, and per direction R^T and GRU's Rb_h.
 
     Constants are prepared now in numpy; runtime weights (as ONNX's conformance tests feed them) in-graph."""
-    names = [node.inputs[1], node.inputs[2], _opt(node, 3)]
+    names = [node.inputs[1], node.inputs[2], opt_input(node, 3)]
     arrs = [ctx.const(n) if n else None for n in names]
     xp = np if all(a is not None and a.dtype != object for a, n in zip(arrs, names) if n) else None
     if xp is None:  # runtime: the same algebra on tensors

@@ -6,53 +6,74 @@ import numpy as np
 import tensorflow as tf
 
 from graphport.emit.tf.context import EmitContext
-from graphport.emit.tf.registry import Decline, op
-from graphport.emit.tf.tensor import axes_of
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import op
+from graphport.emit.tf.tensor import runtime_input, static_axes
 from graphport.ir.graph import Node
 
 _REDUCERS = {
-    "ReduceMean": (tf.reduce_mean, 18), "ReduceSum": (tf.reduce_sum, 13), "ReduceMax": (tf.reduce_max, 18),
-    "ReduceMin": (tf.reduce_min, 18), "ReduceProd": (tf.reduce_prod, 18),
-    "ReduceL1": (lambda x, axis, keepdims: tf.reduce_sum(tf.abs(x), axis, keepdims), 18),
-    "ReduceL2": (lambda x, axis, keepdims: tf.sqrt(tf.reduce_sum(tf.square(x), axis, keepdims)), 18),
-    "ReduceSumSquare": (lambda x, axis, keepdims: tf.reduce_sum(tf.square(x), axis, keepdims), 18),
-    "ReduceLogSum": (lambda x, axis, keepdims: tf.math.log(tf.reduce_sum(x, axis, keepdims)), 18),
-    "ReduceLogSumExp": (tf.reduce_logsumexp, 18),
+    "ReduceMean": tf.reduce_mean, "ReduceSum": tf.reduce_sum, "ReduceMax": tf.reduce_max,
+    "ReduceMin": tf.reduce_min, "ReduceProd": tf.reduce_prod,
+    "ReduceL1": lambda x, axis, keepdims: tf.reduce_sum(tf.abs(x), axis, keepdims),
+    "ReduceL2": lambda x, axis, keepdims: tf.sqrt(tf.reduce_sum(tf.square(x), axis, keepdims)),
+    "ReduceSumSquare": lambda x, axis, keepdims: tf.reduce_sum(tf.square(x), axis, keepdims),
+    "ReduceLogSum": lambda x, axis, keepdims: tf.math.log(tf.reduce_sum(x, axis, keepdims)),
+    "ReduceLogSumExp": tf.reduce_logsumexp,
 }
 
 
 _BOOL_REDUCERS = {"ReduceMax": tf.reduce_any, "ReduceMin": tf.reduce_all}  # max/min over booleans
 
 
+def _reducer(ctx: EmitContext, node: Node):
+    if ctx.raw(node.inputs[0]).dtype != tf.bool:
+        return _REDUCERS[node.op_type]
+    if node.op_type not in _BOOL_REDUCERS:
+        raise Decline(f"{node.op_type} over booleans")
+    return _BOOL_REDUCERS[node.op_type]
+
+
 @op(*_REDUCERS)
-def reduce_(ctx: EmitContext, node: Node) -> None:
-    fn, since = _REDUCERS[node.op_type]
+def reduce_axes_attribute(ctx: EmitContext, node: Node) -> None:
+    """Before ReduceSum-13 and the other reductions' version 18, axes are an attribute."""
+    _reduce(ctx, node, node.attrs.get("axes"), noop_if_empty=False)
+
+
+def reduce_axes_input(ctx: EmitContext, node: Node) -> None:
+    """Axes as an optional input, a constant or (of known length) a runtime vector; noop_with_empty_axes."""
+    noop = bool(node.attrs["noop_with_empty_axes"])
+    if not runtime_input(ctx, node, 1):
+        _reduce(ctx, node, static_axes(ctx, node), noop)
+        return
     name = node.inputs[0]
-    rank = ctx.rank(name)
-    keep = bool(node.attrs.get("keepdims", 1))
-    x = ctx.raw(name)
-    if x.dtype == tf.bool:
-        if node.op_type not in _BOOL_REDUCERS:
-            raise Decline(f"{node.op_type} over booleans")
-        fn = _BOOL_REDUCERS[node.op_type]
-    if ctx.graph.opset >= since and len(node.inputs) > 1 and node.inputs[1] and ctx.const(node.inputs[1]) is None:
-        axes_t = ctx.onnx_order(node.inputs[1])
-        n = axes_t.shape.num_elements()
-        if n is None:
-            raise Decline("runtime axes of unknown length (the output rank would be unknown)")
-        if n:  # ONNX axes number the ONNX layout; TF takes negative axes too
-            y = fn(ctx.onnx_order(name), axis=tf.reshape(axes_t, [-1]), keepdims=keep)
-            y.set_shape([None] * (rank if keep else rank - n))
-            ctx.set(node.outputs[0], y)
-            return
-        axes: list[int] | None = []
-    else:
-        axes = axes_of(ctx, node, since)
+    rank, keep = ctx.rank(name), bool(node.attrs["keepdims"])
+    axes_t = ctx.onnx_order(node.inputs[1])
+    n = axes_t.shape.num_elements()
+    if n is None:
+        raise Decline("runtime axes of unknown length (the output rank would be unknown)")
+    if not n:
+        _reduce(ctx, node, [], noop)
+        return
+    # ONNX axes number the ONNX layout; TF takes negative axes too
+    y = _reducer(ctx, node)(ctx.onnx_order(name), axis=tf.reshape(axes_t, [-1]), keepdims=keep)
+    y.set_shape([None] * (rank if keep else rank - n))
+    ctx.set(node.outputs[0], y)
+
+
+op("ReduceSum", since=13)(reduce_axes_input)
+op(*(r for r in _REDUCERS if r != "ReduceSum"), since=18)(reduce_axes_input)
+
+
+def _reduce(ctx: EmitContext, node: Node, axes: list[int] | None, noop_if_empty: bool) -> None:
+    """Reduce over constant `axes` in the input's own layout: the axes are remapped, the data never moved."""
+    fn = _reducer(ctx, node)
+    name = node.inputs[0]
+    rank, keep = ctx.rank(name), bool(node.attrs["keepdims"])
     if not axes:  # no axes reduce all, or with noop_with_empty_axes none (ReduceSumSquare then just squares)
-        axes = [] if node.attrs.get("noop_with_empty_axes", 0) else list(range(rank))
+        axes = [] if noop_if_empty else list(range(rank))
     axes = sorted({a % rank for a in axes})
     perm = ctx.perm(name) or tuple(range(rank))
-    y = fn(x, axis=[perm.index(a) for a in axes], keepdims=keep)
+    y = fn(ctx.raw(name), axis=[perm.index(a) for a in axes], keepdims=keep)
     if keep:
         ctx.set(node.outputs[0], y, ctx.perm(name))
         return
@@ -63,32 +84,33 @@ def reduce_(ctx: EmitContext, node: Node) -> None:
 @op("ArgMax", "ArgMin")
 def arg_reduce(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
-    axis = node.attrs.get("axis", 0) % x.shape.rank
-    if node.attrs.get("select_last_index", 0):
+    axis = node.attrs["axis"] % x.shape.rank
+    last = bool(node.attrs.get("select_last_index"))  # an attribute from opset 12 on
+    if last:
         x = tf.reverse(x, [axis])
     fn = tf.argmax if node.op_type == "ArgMax" else tf.argmin
     y = fn(x, axis=axis, output_type=tf.int64)
-    if node.attrs.get("select_last_index", 0):
+    if last:
         y = tf.constant(x.shape[axis] - 1, tf.int64) - y if x.shape[axis] else tf.shape(x, tf.int64)[axis] - 1 - y
-    if node.attrs.get("keepdims", 1):
+    if node.attrs["keepdims"]:
         y = tf.expand_dims(y, axis)
     ctx.set(node.outputs[0], y)
 
 
+_SOFTMAX = {"Softmax": tf.nn.softmax, "LogSoftmax": tf.nn.log_softmax}
+
+
+def _softmax_fn(node: Node):
+    return _SOFTMAX.get(node.op_type, _hardmax)
+
+
 @op("Softmax", "LogSoftmax", "Hardmax")
-def softmax(ctx: EmitContext, node: Node) -> None:
+def softmax_flattened(ctx: EmitContext, node: Node) -> None:
+    """Before opset 13: softmax over the input flattened to 2-D at `axis` (all trailing axes together)."""
     name = node.inputs[0]
     rank = ctx.rank(name)
-    fn = {"Softmax": tf.nn.softmax, "LogSoftmax": tf.nn.log_softmax, "Hardmax": _hardmax}[node.op_type]
-    if ctx.graph.opset >= 13:
-        # TF's softmax on an inner axis transposes through a Range-built permutation, a constant subgraph that old
-        # shape refiners evaluate at load: relabel the layout so the axis is last instead (a constant Transpose
-        # that later layout changes may cancel).
-        axis = node.attrs.get("axis", -1) % rank
-        last = tuple(a for a in ctx.perm(name) or range(rank) if a != axis) + (axis,)
-        ctx.set(node.outputs[0], fn(ctx.in_perm(name, last), axis=-1), last)
-        return
-    axis = node.attrs.get("axis", 1) % rank  # before opset 13: softmax over the flattened trailing axes
+    axis = node.attrs["axis"] % rank
+    fn = _softmax_fn(node)
     x = ctx.onnx_order(name)
     if axis == rank - 1:
         ctx.set(node.outputs[0], fn(x, axis=-1))
@@ -99,6 +121,18 @@ def softmax(ctx: EmitContext, node: Node) -> None:
         raise Decline("coerced softmax over dynamic trailing axes")
     flat = tf.reshape(x, [-1, int(np.prod(tail))])
     ctx.set(node.outputs[0], tf.reshape(fn(flat, axis=-1), tf.shape(x)))
+
+
+@op("Softmax", "LogSoftmax", "Hardmax", since=13)
+def softmax(ctx: EmitContext, node: Node) -> None:
+    """From opset 13: over the one axis. TF's softmax on an inner axis transposes through a Range-built
+    permutation, a constant subgraph that old shape refiners evaluate at load: relabel the layout so the axis is
+    last instead (a constant Transpose that later layout changes may cancel)."""
+    name = node.inputs[0]
+    rank = ctx.rank(name)
+    axis = node.attrs["axis"] % rank
+    last = tuple(a for a in ctx.perm(name) or range(rank) if a != axis) + (axis,)
+    ctx.set(node.outputs[0], _softmax_fn(node)(ctx.in_perm(name, last), axis=-1), last)
 
 
 def _hardmax(x: tf.Tensor, axis: int) -> tf.Tensor:

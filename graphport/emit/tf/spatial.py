@@ -7,19 +7,15 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from graphport.emit.tf.registry import Decline
+from graphport.emit.tf.decline import Decline
 from graphport.ir.graph import Node
-
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def onnx_pads(node: Node, sizes: list[int | None], kernel: list[int], strides: list[int], dilations: list[int],
               ceil_mode: bool = False) -> tuple[list[int], list[int]]:
     """(begin, end) pads per spatial axis, with ceil_mode turned into extra end padding."""
     n = len(kernel)
-    auto = _s(node.attrs.get("auto_pad", "NOTSET"))
+    auto = node.attrs["auto_pad"]
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         if any(s is None for s in sizes):
             raise Decline("auto_pad SAME over a dynamic spatial size")

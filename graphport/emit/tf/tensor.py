@@ -5,21 +5,19 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from graphport.emit.tf.context import EmitContext
-from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.context import EmitContext, opt_input
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import op
+from graphport.ir.attrs import constant_of_shape_value
 from graphport.ir.graph import Node
-from graphport.ir.symbolic import Atom, Sym, is_symbolic
+from graphport.ir.symbolic import Sym, is_symbolic
 
 INT32_MAX = 2**31 - 1
 
 
-def _opt(node: Node, k: int) -> str:
-    return node.inputs[k] if len(node.inputs) > k else ""
-
-
 def runtime_input(ctx: EmitContext, node: Node, k: int) -> bool:
     """Whether optional input `k` is given and only known at run time."""
-    return bool(_opt(node, k)) and ctx.const(node.inputs[k]) is None
+    return bool(opt_input(node, k)) and ctx.const(node.inputs[k]) is None
 
 
 def runtime_vector(ctx: EmitContext, name: str) -> tuple[tf.Tensor, int]:
@@ -37,11 +35,10 @@ def _axis_mask(axes: tf.Tensor, rank: int) -> tf.Tensor:
     return tf.reduce_any(tf.equal(tf.range(rank, dtype=tf.int64)[:, None], axes[None, :]), axis=1)
 
 
-def axes_of(ctx: EmitContext, node: Node, since: int, k: int = 1) -> list[int] | None:
-    """Axes from the attribute (opsets before `since`) or from input `k` (which must be a constant)."""
-    if ctx.graph.opset < since:
-        return node.attrs.get("axes")
-    return None if not _opt(node, k) else [int(a) for a in ctx.static(node.inputs[k]).ravel()]
+def static_axes(ctx: EmitContext, node: Node, k: int = 1) -> list[int] | None:
+    """Axes from optional input `k` (the opset-13/18 form of Squeeze, Unsqueeze, Reduce*), which must be a
+    constant; None when the input is absent."""
+    return None if not opt_input(node, k) else [int(a) for a in ctx.static(node.inputs[k]).ravel()]
 
 
 def ir_dim(ctx: EmitContext, name: str, axis: int) -> Sym | int | None:
@@ -50,10 +47,7 @@ def ir_dim(ctx: EmitContext, name: str, axis: int) -> Sym | int | None:
     shape = ctx.graph.values[name].shape if name in ctx.graph.values else None
     d = shape[axis] if shape is not None and axis < len(shape) else None
     if isinstance(d, str):
-        if d not in ctx.graph.symbols:
-            return None
-        src, ax = ctx.graph.symbols[d]
-        return Sym.atom(Atom(d, source=src, axis=ax))
+        return ctx.graph.sym(d) if d in ctx.graph.symbols else None
     return d
 
 
@@ -114,7 +108,8 @@ def shape_vector(ctx: EmitContext, dims: list) -> list[int] | tf.Tensor:
 @op("Reshape")
 def reshape(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
-    target = shape_operand(ctx, node.inputs[1], x, bool(node.attrs.get("allowzero", 0)), src=node.inputs[0])
+    allow_zero = bool(node.attrs.get("allowzero"))  # an attribute from Reshape-14 on
+    target = shape_operand(ctx, node.inputs[1], x, allow_zero, src=node.inputs[0])
     y = tf.reshape(x, target)
     known = ctx.graph.values[node.outputs[0]].shape if node.outputs[0] in ctx.graph.values else None
     if known is not None and len(known) == y.shape.rank:  # a runtime target hides dims the IR has folded
@@ -126,7 +121,7 @@ def reshape(ctx: EmitContext, node: Node) -> None:
 def flatten(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
     dims = x.shape.as_list()
-    axis = node.attrs.get("axis", 1)
+    axis = node.attrs["axis"]
     axis = axis + len(dims) if axis < 0 else axis  # axis is in [-r, r]; -1 splits off the last axis
     head, tail = dims[:axis], dims[axis:]
     if None not in tail:
@@ -148,40 +143,58 @@ def transpose(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], ctx.raw(node.inputs[0]), tuple(q_inv[a] for a in src))
 
 
-@op("Squeeze")
-def squeeze(ctx: EmitContext, node: Node) -> None:
+def _squeeze(ctx: EmitContext, node: Node, axes: list[int] | None) -> None:
     x = ctx.onnx_order(node.inputs[0])
-    if ctx.graph.opset >= 13 and runtime_input(ctx, node, 1):  # drop the named dims; Reshape fails if one isn't 1
-        axes_t, n = runtime_vector(ctx, node.inputs[1])
-        dims = tf.boolean_mask(tf.shape(x, out_type=tf.int64), tf.logical_not(_axis_mask(axes_t, x.shape.rank)))
-        y = tf.reshape(x, dims)
-        y.set_shape([None] * (x.shape.rank - n))
-        ctx.set(node.outputs[0], y)
-        return
-    axes = axes_of(ctx, node, 13)
     if axes is None:
         axes = [i for i, d in enumerate(x.shape.as_list()) if d == 1]
     ctx.set(node.outputs[0], tf.squeeze(x, [a % x.shape.rank for a in axes]) if axes else tf.identity(x))
 
 
-@op("Unsqueeze")
-def unsqueeze(ctx: EmitContext, node: Node) -> None:
-    x = ctx.onnx_order(node.inputs[0])
-    if ctx.graph.opset >= 13 and runtime_input(ctx, node, 1):  # 1 at the named output axes, input dims between
-        axes_t, n = runtime_vector(ctx, node.inputs[1])
-        rank = x.shape.rank + n
-        new = _axis_mask(axes_t, rank)
-        src = tf.cumsum(1 - tf.cast(new, tf.int64)) - 1
-        dims = tf.concat([tf.shape(x, out_type=tf.int64), [1]], 0)
-        y = tf.reshape(x, tf.where(new, tf.ones([rank], tf.int64), tf.gather(dims, tf.maximum(src, 0))))
-        y.set_shape([None] * rank)
-        ctx.set(node.outputs[0], y)
+@op("Squeeze")
+def squeeze_1(ctx: EmitContext, node: Node) -> None:
+    _squeeze(ctx, node, node.attrs.get("axes"))
+
+
+@op("Squeeze", since=13)
+def squeeze(ctx: EmitContext, node: Node) -> None:
+    if not runtime_input(ctx, node, 1):
+        _squeeze(ctx, node, static_axes(ctx, node))
         return
-    axes = axes_of(ctx, node, 13)
+    x = ctx.onnx_order(node.inputs[0])  # drop the named dims; Reshape fails if one isn't 1
+    axes_t, n = runtime_vector(ctx, node.inputs[1])
+    dims = tf.boolean_mask(tf.shape(x, out_type=tf.int64), tf.logical_not(_axis_mask(axes_t, x.shape.rank)))
+    y = tf.reshape(x, dims)
+    y.set_shape([None] * (x.shape.rank - n))
+    ctx.set(node.outputs[0], y)
+
+
+def _unsqueeze(ctx: EmitContext, node: Node, axes: list[int]) -> None:
+    x = ctx.onnx_order(node.inputs[0])
     rank = x.shape.rank + len(axes)
     for a in sorted(a % rank for a in axes):
         x = tf.expand_dims(x, a)
     ctx.set(node.outputs[0], x)
+
+
+@op("Unsqueeze")
+def unsqueeze_1(ctx: EmitContext, node: Node) -> None:
+    _unsqueeze(ctx, node, node.attrs["axes"])
+
+
+@op("Unsqueeze", since=13)
+def unsqueeze(ctx: EmitContext, node: Node) -> None:
+    if not runtime_input(ctx, node, 1):
+        _unsqueeze(ctx, node, static_axes(ctx, node))
+        return
+    x = ctx.onnx_order(node.inputs[0])  # 1 at the named output axes, input dims between
+    axes_t, n = runtime_vector(ctx, node.inputs[1])
+    rank = x.shape.rank + n
+    new = _axis_mask(axes_t, rank)
+    src = tf.cumsum(1 - tf.cast(new, tf.int64)) - 1
+    dims = tf.concat([tf.shape(x, out_type=tf.int64), [1]], 0)
+    y = tf.reshape(x, tf.where(new, tf.ones([rank], tf.int64), tf.gather(dims, tf.maximum(src, 0))))
+    y.set_shape([None] * rank)
+    ctx.set(node.outputs[0], y)
 
 
 @op("Concat")
@@ -199,7 +212,7 @@ def concat(ctx: EmitContext, node: Node) -> None:
 @op("Gather")
 def gather(ctx: EmitContext, node: Node) -> None:
     x = ctx.onnx_order(node.inputs[0])
-    axis = node.attrs.get("axis", 0) % x.shape.rank
+    axis = node.attrs["axis"] % x.shape.rank
     idx_const = ctx.const(node.inputs[1])
     dim = x.shape[axis]
     if idx_const is not None and idx_const.dtype != object and dim is not None:
@@ -212,19 +225,27 @@ def gather(ctx: EmitContext, node: Node) -> None:
 
 
 @op("Slice")
+def slice_1(ctx: EmitContext, node: Node) -> None:
+    starts, ends = node.attrs["starts"], node.attrs["ends"]
+    axes = node.attrs.get("axes", list(range(len(starts))))
+    _static_slice(ctx, node, starts, ends, axes, [1] * len(starts))
+
+
+@op("Slice", since=10)
 def slice_(ctx: EmitContext, node: Node) -> None:
+    if any(runtime_input(ctx, node, k) for k in range(1, 5)):
+        ctx.set(node.outputs[0], _runtime_slice(ctx, node, ctx.onnx_order(node.inputs[0])))
+        return
+    starts, ends = (list(ctx.static(node.inputs[k]).ravel()) for k in (1, 2))
+    axes = list(ctx.static(opt_input(node, 3)).ravel()) if opt_input(node, 3) else list(range(len(starts)))
+    steps = list(ctx.static(opt_input(node, 4)).ravel()) if opt_input(node, 4) else [1] * len(starts)
+    _static_slice(ctx, node, starts, ends, axes, steps)
+
+
+def _static_slice(ctx: EmitContext, node: Node, starts: list, ends: list, axes: list, steps: list) -> None:
+    """ONNX's clamping of constant starts/ends (any int64) into what a strided slice takes."""
     x = ctx.onnx_order(node.inputs[0])
     rank = x.shape.rank
-    if ctx.graph.opset < 10:
-        starts, ends = node.attrs["starts"], node.attrs["ends"]
-        axes, steps = node.attrs.get("axes", list(range(len(starts)))), [1] * len(starts)
-    elif any(runtime_input(ctx, node, k) for k in range(1, 5)):
-        ctx.set(node.outputs[0], _runtime_slice(ctx, node, x))
-        return
-    else:
-        starts, ends = (list(ctx.static(node.inputs[k]).ravel()) for k in (1, 2))
-        axes = list(ctx.static(_opt(node, 3)).ravel()) if _opt(node, 3) else list(range(len(starts)))
-        steps = list(ctx.static(_opt(node, 4)).ravel()) if _opt(node, 4) else [1] * len(starts)
     index = [slice(None)] * rank
     for s, e, a, st in zip(starts, ends, axes, steps):
         s, e, st = int(s), int(e), int(st)
@@ -242,8 +263,8 @@ def _runtime_slice(ctx: EmitContext, node: Node, x: tf.Tensor) -> tf.Tensor:
     rank = x.shape.rank
     starts, n = runtime_vector(ctx, node.inputs[1])
     ends = runtime_vector(ctx, node.inputs[2])[0]
-    axes = runtime_vector(ctx, node.inputs[3])[0] if _opt(node, 3) else tf.range(n, dtype=tf.int64)
-    steps = runtime_vector(ctx, node.inputs[4])[0] if _opt(node, 4) else tf.ones([n], tf.int64)
+    axes = runtime_vector(ctx, node.inputs[3])[0] if opt_input(node, 3) else tf.range(n, dtype=tf.int64)
+    steps = runtime_vector(ctx, node.inputs[4])[0] if opt_input(node, 4) else tf.ones([n], tf.int64)
     dims = tf.shape(x, out_type=tf.int64)
     for i in range(n):
         axis = tf.where(axes[i] < 0, axes[i] + rank, axes[i])
@@ -259,17 +280,24 @@ def _runtime_slice(ctx: EmitContext, node: Node, x: tf.Tensor) -> tf.Tensor:
 
 
 @op("Split")
+def split_1(ctx: EmitContext, node: Node) -> None:
+    _split(ctx, node, node.attrs.get("split"))
+
+
+@op("Split", since=13)
 def split(ctx: EmitContext, node: Node) -> None:
+    sizes = None
+    if runtime_input(ctx, node, 1):  # SplitV takes runtime sizes; their count is the number of outputs
+        sizes = runtime_vector(ctx, node.inputs[1])[0]
+    elif opt_input(node, 1):
+        sizes = [int(v) for v in ctx.static(node.inputs[1])]
+    _split(ctx, node, sizes)
+
+
+def _split(ctx: EmitContext, node: Node, sizes: list[int] | tf.Tensor | None) -> None:
+    """Split into the given sizes, or into equal parts (the last one smaller) when none are given."""
     x = ctx.onnx_order(node.inputs[0])
-    axis = node.attrs.get("axis", 0) % x.shape.rank
-    if ctx.graph.opset < 13:
-        sizes = node.attrs.get("split")
-    else:
-        sizes = None
-        if runtime_input(ctx, node, 1):  # SplitV takes runtime sizes; their count is the number of outputs
-            sizes = runtime_vector(ctx, node.inputs[1])[0]
-        elif _opt(node, 1):
-            sizes = [int(v) for v in ctx.static(node.inputs[1])]
+    axis = node.attrs["axis"] % x.shape.rank
     n = len(node.outputs)
     if sizes is None:
         dim = x.shape[axis]
@@ -284,7 +312,7 @@ def split(ctx: EmitContext, node: Node) -> None:
 @op("Shape")
 def shape(ctx: EmitContext, node: Node) -> None:
     s = tf.shape(ctx.onnx_order(node.inputs[0]), out_type=tf.int64)
-    ctx.set(node.outputs[0], s[node.attrs.get("start", 0):node.attrs.get("end")])
+    ctx.set(node.outputs[0], s[node.attrs.get("start"):node.attrs.get("end")])  # start/end: from Shape-15 on
 
 
 @op("Size")
@@ -315,70 +343,9 @@ def tile(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], tf.tile(ctx.onnx_order(node.inputs[0]), reps))
 
 
-@op("Pad")
-def pad(ctx: EmitContext, node: Node) -> None:
-    x = ctx.onnx_order(node.inputs[0])
-    rank = x.shape.rank
-    mode = node.attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode not in ("constant", "reflect", "edge", "wrap"):
-        raise Decline(f"Pad mode '{mode}'")
-    value = tf.constant(0, x.dtype)
-    if ctx.graph.opset < 11:
-        pads = list(node.attrs.get("pads", node.attrs.get("paddings")))
-        value = tf.constant(node.attrs.get("value", 0.0), x.dtype)
-        paddings = [[pads[a], pads[a + rank]] for a in range(rank)]
-    else:
-        if _opt(node, 2):
-            value = tf.cast(tf.reshape(ctx.onnx_order(node.inputs[2]), []), x.dtype)
-        if runtime_input(ctx, node, 1) or runtime_input(ctx, node, 3):
-            paddings = _runtime_paddings(ctx, node, rank)
-        else:
-            pads = [int(p) for p in ctx.static(node.inputs[1])]
-            axes = [int(a) % rank for a in ctx.static(_opt(node, 3))] if _opt(node, 3) else list(range(rank))
-            paddings = [[0, 0] for _ in range(rank)]
-            for i, a in enumerate(axes):
-                paddings[a] = [pads[i], pads[i + len(axes)]]
-    if mode in ("edge", "wrap"):  # negative pads crop here, exactly as ONNX's
-        ctx.set(node.outputs[0], _index_pad(x, paddings, mode == "wrap"))
-        return
-    if isinstance(paddings, list) and min(min(p) for p in paddings) < 0:
-        raise Decline("negative pads (cropping)")  # at run time TF's Pad rejects them with an error instead
-    ctx.set(node.outputs[0], tf.pad(x, paddings, mode="REFLECT" if mode == "reflect" else "CONSTANT",
-                                    constant_values=value if mode == "constant" else 0))
-
-
-def _runtime_paddings(ctx: EmitContext, node: Node, rank: int) -> tf.Tensor:
-    """[rank, 2] paddings from runtime pads (begins then ends) over the optional, possibly runtime, axes."""
-    pads, n2 = runtime_vector(ctx, node.inputs[1])
-    pairs = tf.transpose(tf.reshape(pads, [2, n2 // 2]))
-    if not _opt(node, 3):
-        return pairs
-    axes = runtime_vector(ctx, node.inputs[3])[0]
-    axes = tf.where(axes < 0, axes + rank, axes)
-    return tf.scatter_nd(axes[:, None], pairs, tf.constant([rank, 2], tf.int64))
-
-
-def _index_pad(x: tf.Tensor, paddings: list[list[int]] | tf.Tensor, wrap: bool) -> tf.Tensor:
-    """Edge and wrap padding, which TF's Pad lacks: gather each axis at clamped (edge) or cyclic (wrap) indices."""
-    for axis in range(x.shape.rank):
-        b, e = paddings[axis][0], paddings[axis][1]
-        dim = x.shape[axis]
-        if isinstance(b, int) and dim is not None:
-            if not b and not e:
-                continue
-            idx = np.arange(-b, dim + e)
-            x = tf.gather(x, tf.constant(idx % dim if wrap else np.clip(idx, 0, dim - 1), tf.int64), axis=axis)
-            continue
-        dim = tf.shape(x, out_type=tf.int64)[axis]
-        idx = tf.range(-tf.cast(b, tf.int64), dim + tf.cast(e, tf.int64))
-        x = tf.gather(x, tf.math.floormod(idx, dim) if wrap else tf.clip_by_value(idx, 0, dim - 1), axis=axis)
-    return x
-
-
 @op("ConstantOfShape")
 def constant_of_shape(ctx: EmitContext, node: Node) -> None:
-    value = node.attrs.get("value", np.zeros(1, np.float32))
+    value = constant_of_shape_value(node.attrs)
     shape_t = shape_operand(ctx, node.inputs[0], allow_zero=True)
     ctx.set(node.outputs[0], tf.fill(shape_t, tf.constant(value.ravel()[0], tf.as_dtype(value.dtype))))
 

@@ -8,27 +8,21 @@ one or two coordinate conventions; this way every ONNX mode that is separable is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from graphport.emit.tf.context import EmitContext, channels_last
-from graphport.emit.tf.registry import Decline, op
+from graphport.emit.tf.context import EmitContext, channels_last, opt_input
+from graphport.emit.tf.decline import Decline
+from graphport.emit.tf.registry import op
 from graphport.ir.graph import Node
-from graphport.ir.symbolic import Atom, Sym
+from graphport.ir.symbolic import Sym
 from graphport.passes.infer import canonical
 
 _COORD_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
                 "tf_half_pixel_for_nn")
 _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
-
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _opt(node: Node, k: int) -> str:
-    return node.inputs[k] if len(node.inputs) > k else ""
 
 
 def _source_coords(mode: str, out: int, size: int, scale: float) -> np.ndarray:
@@ -61,25 +55,14 @@ def _nearest_index(coords: np.ndarray, mode: str, size: int) -> np.ndarray:
     return np.clip(idx, 0, size - 1).astype(np.int64)
 
 
-def _plan(ctx: EmitContext, node: Node, x_shape: list) -> tuple[list[int], list[float]]:
+Targets = tuple[list[float] | None, np.ndarray | None, list[int] | None]  # scales, sizes, axes
+
+
+def _plan(ctx: EmitContext, node: Node, x_shape: list, targets: Targets) -> tuple[list[int], list[float]]:
     """Output sizes and scales per ONNX axis, from scales or sizes (constants at conversion time)."""
     rank = len(x_shape)
-    if node.op_type == "Upsample" or ctx.graph.opset < 11:
-        scales = node.attrs.get("scales") if ctx.graph.opset < 9 else ctx.static(node.inputs[1])
-        scales = [float(s) for s in np.asarray(scales).ravel()]
-        sizes = None
-        axes = list(range(rank))
-    else:
-        axes = [int(a) % rank for a in node.attrs.get("axes", range(rank))]
-        scales_in, sizes_in = _opt(node, 2), _opt(node, 3)
-        arr = ctx.static(scales_in) if scales_in and (ctx.const(scales_in) is None or ctx.const(scales_in).size) \
-            else None
-        scales = [float(s) for s in arr.ravel()] if arr is not None else None
-        sizes = ctx.static(sizes_in) if sizes_in and scales is None else None
-        if scales is None and sizes is None:
-            raise Decline("Resize without constant scales or sizes")
-        if sizes is not None and _s(node.attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
-            raise Decline("keep_aspect_ratio_policy other than 'stretch'")
+    scales, sizes, axes = targets
+    axes = list(range(rank)) if axes is None else [int(a) % rank for a in axes]
     full_scales, full_sizes = [1.0] * rank, list(x_shape)
     for i, a in enumerate(axes):
         size = x_shape[a]
@@ -101,19 +84,63 @@ def _plan(ctx: EmitContext, node: Node, x_shape: list) -> tuple[list[int], list[
     return full_sizes, full_scales
 
 
-@op("Resize", "Upsample")
+def _scales(values: object) -> Targets:
+    return [float(s) for s in np.asarray(values).ravel()], None, None
+
+
+def _scales_or_sizes(ctx: EmitContext, node: Node, axes: list[int] | None = None) -> Targets:
+    """Resize-11 on: constant scales (input 2, possibly empty) or else constant sizes (input 3)."""
+    scales_in, sizes_in = opt_input(node, 2), opt_input(node, 3)
+    arr = ctx.static(scales_in) if scales_in and (ctx.const(scales_in) is None or ctx.const(scales_in).size) \
+        else None
+    scales = [float(s) for s in arr.ravel()] if arr is not None else None
+    sizes = ctx.static(sizes_in) if sizes_in and scales is None else None
+    if scales is None and sizes is None:
+        raise Decline("Resize without constant scales or sizes")
+    return scales, sizes, axes
+
+
+@op("Upsample", since=7)
+def upsample_7(ctx: EmitContext, node: Node) -> None:
+    """Upsample-7: scales is an attribute; nearest picks floor(asymmetric coordinate)."""
+    _resize(ctx, node, "asymmetric", "floor", lambda: _scales(node.attrs["scales"]))
+
+
+@op("Upsample", since=9)
+@op("Resize", since=10)
+def upsample(ctx: EmitContext, node: Node) -> None:
+    """Upsample-9 and Resize-10: scales is input 1, with Upsample's coordinates."""
+    _resize(ctx, node, "asymmetric", "floor", lambda: _scales(ctx.static(node.inputs[1])))
+
+
+@op("Resize", since=11)
 def resize(ctx: EmitContext, node: Node) -> None:
+    """Resize-11 on: roi, scales, sizes inputs; coordinate_transformation_mode and nearest_mode."""
+    _resize(ctx, node, node.attrs["coordinate_transformation_mode"], node.attrs["nearest_mode"],
+            lambda: _scales_or_sizes(ctx, node))
+
+
+@op("Resize", since=18)
+def resize_18(ctx: EmitContext, node: Node) -> None:
+    """Resize-18 on adds axes, antialias and keep_aspect_ratio_policy."""
+    def targets() -> Targets:
+        scales, sizes, axes = _scales_or_sizes(ctx, node, node.attrs.get("axes"))
+        if sizes is not None and node.attrs["keep_aspect_ratio_policy"] != "stretch":
+            raise Decline("keep_aspect_ratio_policy other than 'stretch'")
+        return scales, sizes, axes
+
+    _resize(ctx, node, node.attrs["coordinate_transformation_mode"], node.attrs["nearest_mode"], targets,
+            antialias=bool(node.attrs["antialias"]))
+
+
+def _resize(ctx: EmitContext, node: Node, coord: str, nearest: str, targets: Callable[[], Targets],
+            antialias: bool = False) -> None:
     name = node.inputs[0]
-    mode = _s(node.attrs.get("mode", "nearest"))
+    mode = node.attrs["mode"]
     if mode not in ("nearest", "linear", "bilinear", "trilinear"):
         raise Decline(f"Resize mode '{mode}' (supported: nearest, linear)")
-    if node.attrs.get("antialias", 0):
+    if antialias:
         raise Decline("Resize with antialias=1")
-    if node.op_type == "Upsample" or ctx.graph.opset < 11:
-        coord, nearest = "asymmetric", "floor"
-    else:
-        coord = _s(node.attrs.get("coordinate_transformation_mode", "half_pixel"))
-        nearest = _s(node.attrs.get("nearest_mode", "round_prefer_floor"))
     if coord not in _COORD_MODES:
         raise Decline(f"Resize coordinate_transformation_mode '{coord}' (supported: {', '.join(_COORD_MODES)})")
     if mode == "nearest" and nearest not in _NEAREST:
@@ -121,7 +148,7 @@ def resize(ctx: EmitContext, node: Node) -> None:
     x = ctx.raw(name)
     perm = ctx.perm(name) or tuple(range(x.shape.rank))
     shape = ctx.shape_ints(name)
-    sizes, scales = _plan(ctx, node, shape)
+    sizes, scales = _plan(ctx, node, shape, targets())
     for a, (out, size, scale) in enumerate(zip(sizes, shape, scales)):
         if out == size:
             continue
@@ -152,10 +179,10 @@ def conv_transpose(ctx: EmitContext, node: Node) -> None:
     spatial = w.shape.rank - 2 if isinstance(w, tf.Tensor) else w.ndim - 2
     if spatial not in (1, 2):
         raise Decline(f"{spatial}-D ConvTranspose")
-    group = int(node.attrs.get("group", 1))
+    group = int(node.attrs["group"])
     if "output_shape" in node.attrs:
         raise Decline("ConvTranspose with output_shape")
-    auto = _s(node.attrs.get("auto_pad", "NOTSET"))
+    auto = node.attrs["auto_pad"]
     if auto not in ("NOTSET", "VALID"):
         raise Decline(f"ConvTranspose auto_pad {auto}")
     strides = list(node.attrs.get("strides", [1] * spatial))
@@ -180,7 +207,7 @@ def conv_transpose(ctx: EmitContext, node: Node) -> None:
     batch = ctx.graph.values[node.inputs[0]].shape
     b = batch[0] if batch else None
     if isinstance(b, str):
-        b = ctx.sym_value(Sym.atom(_atom(ctx, b)))
+        b = ctx.sym_value(ctx.graph.sym(b))
     elif isinstance(b, Sym):
         b = ctx.sym_value(b)
     elif b is None:
@@ -209,7 +236,3 @@ def conv_transpose(ctx: EmitContext, node: Node) -> None:
         y = tf.squeeze(y, [1])
     ctx.set(node.outputs[0], y, channels_last(spatial + 2))
 
-
-def _atom(ctx: EmitContext, symbol: str) -> Atom:
-    src, axis = ctx.graph.symbols[symbol]
-    return Atom(symbol, source=src, axis=axis)

@@ -1,94 +1,107 @@
-"""`graphport predict MODEL AUDIO_PATHS... -o OUT`: the lead's graphport/cli.py calls `register` and `run`.
+"""`graphport predict MODEL AUDIO... -o OUT`: audio files -> Essentia-compatible mel patches -> predictions.
 
 Exit codes: 0 every file predicted (or already done), 1 some files failed (listed), 2 user error (GraphportError,
-caught by the main CLI), 130 interrupted (finished files are kept; the same command resumes).
+including a missing `audio` or `ray` extra), 130 interrupted (finished files are kept; the same command resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.markup import escape
 
-from graphport.audio import LAST_PATCH_MODES
-from graphport.errors import GraphportError
-from graphport.predict import (
-    FileResult,
-    PredictConfig,
-    Summary,
-    check_model_input,
-    collect_inputs,
-    estimate_patches,
-    model_fingerprint,
-    pick_outputs,
-    prepare_model,
-    run_local,
-)
+from graphport.cli._args import batch_or_auto, command, positive_float, positive_int
+
+# graphport.audio.LAST_PATCH_MODES, repeated so the parser imports no numpy (tests/test_cli_parser.py checks it).
+LAST_PATCH_MODES = ("discard", "repeat")
+
+if TYPE_CHECKING:
+    from graphport.predict import Summary
 
 
-def _batch(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"batch must be >= 1, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _batch(text)
-    if value == "auto":
-        raise argparse.ArgumentTypeError("expected an integer >= 1")
-    return value
-
-
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `predict` subcommand; its handler is `run` (set as the `handler` default)."""
-    p = subparsers.add_parser("predict", help="audio files -> Essentia-compatible mel patches -> predictions")
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The `predict` options."""
+    p = command(sub, "predict", "audio files -> Essentia-compatible mel patches -> predictions")
     p.add_argument("model", help=".pb, SavedModel dir, graphport output dir, or .onnx (converted once, cached)")
     p.add_argument("audio", nargs="+", help="audio files and/or directories (searched recursively)")
     p.add_argument("-o", "--out", required=True, help="output directory (reused: finished files are skipped)")
-    p.add_argument("--batch", type=_batch, default="auto", help="patches per model run, or 'auto' (memory-aware)")
-    p.add_argument("--memory-budget", type=float, help="GiB of peak process memory for --batch auto "
-                   "(default: half the free memory)")
+    p.add_argument("--batch", type=batch_or_auto, default="auto", metavar="auto|N",
+                   help="patches per model run, or 'auto' (memory-aware)")
+    p.add_argument("--memory-budget", type=positive_float, metavar="GIB",
+                   help="GiB of peak process memory for --batch auto (default: half the free memory)")
     p.add_argument("--outputs", help="comma-separated model outputs to keep (default: all)")
     p.add_argument("--format", choices=("npy", "parquet"), default="npy",
                    help="npy: OUT/<file>.npz per input; parquet: OUT/predictions.parquet + OUT/means.parquet")
-    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: one process; ray: a Ray Data job, one loaded model per actor (needs the ray extra)")
     p.add_argument("--ray-address", help="existing Ray cluster (default: start a local one)")
-    p.add_argument("--actors", type=_positive, default=1, help="Ray actors, each holding one loaded model")
-    p.add_argument("--backend", choices=("capi", "session", "tf2", "onnxruntime"), default="capi")
-    p.add_argument("--patch-size", type=_positive, default=128, help="frames per patch")
-    p.add_argument("--patch-hop", type=_positive, default=62, help="frames between patch starts")
+    p.add_argument("--actors", type=positive_int, default=1, metavar="N", help="Ray actors, each holding one loaded model")
+    p.add_argument("--backend", choices=("capi", "session", "tf2", "onnxruntime"), default="capi",
+                   help="how the model is run")
+    p.add_argument("--patch-size", type=positive_int, default=128, metavar="N", help="frames per patch")
+    p.add_argument("--patch-hop", type=positive_int, default=62, metavar="N", help="frames between patch starts")
     p.add_argument("--last-patch", choices=LAST_PATCH_MODES, default="discard",
                    help="Essentia's lastPatchMode: drop the frames after the last full patch, or repeat them")
-    p.set_defaults(handler=run)
     return p
 
 
-def run(args: argparse.Namespace, console: Console | None = None) -> int:
+def run(args: argparse.Namespace, console: Console) -> int:
     """Predict every input file; see the module doc for exit codes."""
-    console = console or Console()
+    from graphport.errors import GraphportError, require_extra
+
     if args.patch_hop > args.patch_size:
         raise GraphportError(f"--patch-hop ({args.patch_hop}) must not exceed --patch-size ({args.patch_size}).")
     if args.ray_address and args.engine != "ray":
         raise GraphportError("--ray-address needs --engine ray.")
+    require_extra("audio", "graphport predict", ("soundfile", "soxr", *(("pyarrow",) if args.format == "parquet"
+                                                                         else ())))
+    if args.engine == "ray":
+        require_extra("ray", "graphport predict --engine ray")
+        if not getattr(args, "verbose", False):
+            _quiet_ray()
+    return _predict(args, console)
+
+
+def _quiet_ray() -> None:
+    """Keep Ray's INFO banners, progress notices and deprecation warnings off stderr (`--verbose` keeps them).
+
+    Ray configures its Python loggers when it is imported, so their level is lowered after the import; Ray's C++
+    core-worker lines are dropped by the CLI's stderr filter (graphport/cli/_quiet.py).
+    """
+    import logging
+
+    import ray.data  # noqa: F401
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _predict(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from graphport.predict import (
+        FileResult,
+        Outputs,
+        PredictConfig,
+        check_model_input,
+        collect_inputs,
+        estimate_patches,
+        model_fingerprint,
+        pick_outputs,
+        prepare_model,
+        run_local,
+    )
+    from graphport.runtime.backends import load
+
     outputs_wanted = [s.strip() for s in args.outputs.split(",") if s.strip()] if args.outputs else None
     cfg = PredictConfig(args.patch_size, args.patch_hop, args.last_patch, outputs_wanted, args.format)
     items = collect_inputs(args.audio)
     model = prepare_model(args.model, log=lambda s: console.print(s, highlight=False))
-
-    from pathlib import Path
-
-    from graphport.predict import Outputs
-    from graphport.runtime.backends import load
-
     session = load(model, args.backend)
     check_model_input(session, cfg.patch_size)
     names = pick_outputs(session, cfg.outputs)
@@ -121,7 +134,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
             if res is not None:
                 done_files[0] += 1
                 if res.error:
-                    progress.console.print(f"[yellow]skipped[/] {res.item.path}: {res.error}", highlight=False)
+                    progress.console.print(f"[yellow]skipped[/] {escape(str(res.item.path))}: {escape(res.error)}",
+                                           highlight=False)
             progress.update(task, advance=n, files=f"{done_files[0]}/{len(todo)} files")
             elapsed = time.perf_counter() - started[0]
             completed = progress.tasks[0].completed
@@ -149,6 +163,9 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
 
 
 def _print_summary(console: Console, s: Summary, args: argparse.Namespace, written: list) -> None:
+    """Files, patches, speed and the settings they were measured with; then any failed files, as a table."""
+    from rich.table import Table
+
     ok = len(s.results) - len(s.failed)
     rate = s.patches / s.wall_s if s.wall_s else 0.0
     console.print(f"[bold]{ok} files predicted[/], {s.skipped_done} already done, {len(s.failed)} failed; "
@@ -166,5 +183,5 @@ def _print_summary(console: Console, s: Summary, args: argparse.Namespace, writt
         t.add_column("file")
         t.add_column("reason")
         for r in s.failed:
-            t.add_row(str(r.item.path), r.error)
+            t.add_row(escape(str(r.item.path)), escape(r.error))
         console.print(t)

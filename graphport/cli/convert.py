@@ -1,0 +1,107 @@
+"""`graphport convert MODEL.onnx -o OUTDIR`: convert, verify against ONNX Runtime, write the artifacts atomically."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from graphport.cli._args import batch_sizes, command, non_negative_float
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The `convert` options."""
+    c = command(sub, "convert", "convert an ONNX model into a flat TF graph, SavedModel and metadata")
+    c.add_argument("model", help="path to the .onnx file (never modified)")
+    c.add_argument("-o", "--out", required=True, help="output directory")
+    c.add_argument("--batch-sizes", type=batch_sizes, default="1,3,64", metavar="N,N,...", help="verification batch sizes")
+    c.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison")
+    c.add_argument("--force", action="store_true", help="replace an existing output directory")
+    c.add_argument("--keep-failed", action="store_true", help="on a verification failure, write OUTDIR.failed/")
+    c.add_argument("--fix-input", action="append", default=[], metavar="NAME=VALUE",
+                   help="specialise an input to a constant (JSON value, e.g. sr=16000); repeatable")
+    c.add_argument("--atol", type=non_negative_float, default=1e-4, metavar="X",
+                   help="absolute tolerance per element against ONNX Runtime (a float-order floor is added)")
+    c.add_argument("--rtol", type=non_negative_float, default=1e-3, metavar="X",
+                   help="relative tolerance per element against ONNX Runtime")
+    return c
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """0 converted and verified, 1 verification failed (OUTDIR left as it was); user errors raise."""
+    from graphport.converter import convert
+    from graphport.errors import OutputExists
+
+    try:
+        report = convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
+                         force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol,
+                         fix_inputs=fixed_inputs(args.fix_input))
+    except OutputExists:  # the converter's message also names the Python argument; here only the option counts
+        raise OutputExists(f"output directory '{args.out}' already exists; replace it with --force.") from None
+    print_report(console, report)
+    if not report.ok:
+        where = f"; artifacts kept in {args.out.rstrip('/')}.failed/" if args.keep_failed else ""
+        console.print(f"[bold red]verification failed[/]: '{args.out}' was left as it was{where}", highlight=False)
+        return 1
+    return 0
+
+
+def fixed_inputs(items: list[str]) -> dict:
+    """`--fix-input NAME=VALUE` items -> {name: numpy array}; a malformed item is a user error."""
+    import json
+
+    import numpy as np
+
+    from graphport.errors import GraphportError
+
+    fixed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError("expected NAME=VALUE")
+            fixed[name] = np.array(json.loads(value))
+        except ValueError as e:
+            raise GraphportError(f"--fix-input '{item}': {e}; write NAME=VALUE with a JSON value, e.g. sr=16000.")
+    return fixed
+
+
+def print_report(console: Console, report) -> None:
+    """Conversion time, op census, host names, verification table, failures and warnings (also for `example`)."""
+    meta = report.metadata
+    console.print(f"[bold]converted in {report.seconds:.2f} s[/] -> {report.out_dir or '(not written)'}")
+    ops = Table(title="TF graph", show_edge=False)
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for name, count in report.tf_ops.items():
+        ops.add_row(name, str(count))
+    ops.add_row("[bold]total nodes[/]", f"[bold]{report.tf_nodes}[/]")
+    ops.add_row("[bold]Transpose[/]", f"[bold]{report.transposes}[/]")
+    console.print(ops)
+    io = Table(title="names for hosts", show_edge=False)
+    for col in ("", "ONNX", ".pb tensor", "SavedModel tensor"):
+        io.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for e in meta[kind]:
+            io.add_row(kind[:-1], e["name"], e["pb"]["tensor"], e["saved_model"]["tensor"])
+    console.print(io)
+    if report.verification is None:
+        console.print("[yellow]verification skipped (--no-verify)[/]")
+        return
+    v = report.verification
+    t = Table(title=f"verification against ONNX Runtime (atol {v.atol:g}, rtol {v.rtol:g}, plus the float-order "
+                    "floor per output)", show_edge=False)
+    for col in ("oneDNN", "batch", "output", "max abs", "max rel", ""):
+        t.add_column(col)
+    for c in v.checks:
+        t.add_row(c.onednn, str(c.batch), c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}",
+                  "[green]ok[/]" if c.ok else "[red]FAIL[/]")
+    console.print(t)
+    console.print(f"batch invariance: max |row of batch N - batch 1| = {v.batch_invariance:.2e} "
+                  + ("[green]ok[/]" if v.batch_invariance_ok else "[red]FAIL[/]"))
+    for f in v.failures:
+        console.print(f"[bold red]oneDNN {f.onednn}:[/] {escape(f.message)}", highlight=False)
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)

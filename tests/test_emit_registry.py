@@ -1,0 +1,37 @@
+"""The op registry resolves `(op_type, since_version)` against onnx.defs and refuses ambiguous registrations."""
+
+from __future__ import annotations
+
+import pytest
+
+import graphport.emit.tf  # noqa: F401  registers every handler
+from graphport.emit.tf import elementwise, reduce, tensor, upsample
+from graphport.emit.tf.registry import RegistryError, lookup, op, since_version
+
+
+@pytest.mark.parametrize("op_type, opset, handler", [
+    ("Softmax", 11, reduce.softmax_flattened), ("Softmax", 13, reduce.softmax), ("Softmax", 21, reduce.softmax),
+    ("ReduceSum", 12, reduce.reduce_axes_attribute), ("ReduceSum", 13, reduce.reduce_axes_input),
+    ("ReduceMean", 17, reduce.reduce_axes_attribute), ("ReduceMean", 18, reduce.reduce_axes_input),
+    ("Squeeze", 11, tensor.squeeze_1), ("Squeeze", 24, tensor.squeeze),
+    ("Slice", 9, tensor.slice_1), ("Slice", 10, tensor.slice_),
+    ("Clip", 6, elementwise.clip_1), ("Clip", 12, elementwise.clip),
+    ("Upsample", 8, upsample.upsample_7), ("Upsample", 9, upsample.upsample), ("Resize", 10, upsample.upsample),
+    ("Resize", 13, upsample.resize), ("Resize", 19, upsample.resize_18),
+    ("Mod", 13, elementwise.mod_10), ("Mod", 28, elementwise.mod),
+])
+def test_lookup_picks_the_handler_of_the_schema_in_force(op_type, opset, handler):
+    assert lookup(op_type, opset) is handler
+
+
+def test_unknown_ops_and_versions_before_the_first_handler_have_none():
+    assert lookup("NoSuchOp", 17) is None
+    assert lookup("Upsample", 6) is None  # Upsample-1 (height_scale/width_scale) is not converted
+    assert since_version("Softmax", 12) == 11
+
+
+def test_duplicate_and_invented_versions_are_refused():
+    with pytest.raises(RegistryError, match="already"):
+        op("Softmax", since=13)(reduce.softmax)
+    with pytest.raises(RegistryError, match="no ONNX schema"):
+        op("Softmax", since=12)(reduce.softmax)
