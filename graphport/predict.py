@@ -249,7 +249,14 @@ def estimate_patches(path: Path, cfg: PredictConfig) -> int:
     return patch_count(frame_count(n), cfg.patch_size, cfg.patch_hop, cfg.last_patch_mode)
 
 
-def file_patches(path: Path, cfg: PredictConfig, timing: list[float] | None = None) -> Iterator[np.ndarray]:
+@dataclass
+class Stopwatch:
+    """Seconds accumulated by the code that holds it (the front end's share of a run)."""
+
+    seconds: float = 0.0
+
+
+def file_patches(path: Path, cfg: PredictConfig, timing: Stopwatch | None = None) -> Iterator[np.ndarray]:
     """Patch arrays of one file; raises AudioError (after the last patch) if it is empty, silent or too short."""
     peak, samples, count = 0.0, 0, 0
     t = time.perf_counter()
@@ -264,11 +271,11 @@ def file_patches(path: Path, cfg: PredictConfig, timing: list[float] | None = No
     for p in stream_patches(chunks(), cfg.patch_size, cfg.patch_hop, cfg.last_patch_mode):
         count += len(p)
         if timing is not None:
-            timing[0] += time.perf_counter() - t
+            timing.seconds += time.perf_counter() - t
         yield p
         t = time.perf_counter()
     if timing is not None:
-        timing[0] += time.perf_counter() - t
+        timing.seconds += time.perf_counter() - t
     if samples == 0:
         raise AudioError("empty: no audio samples")
     if peak < SILENCE_PEAK:
@@ -280,14 +287,41 @@ def file_patches(path: Path, cfg: PredictConfig, timing: list[float] | None = No
                          "(--last-patch repeat makes one)")
 
 
+@dataclass
+class _Batch:
+    """Patches for one model run, and which file each run of rows belongs to: (item index, row count)."""
+
+    patches: np.ndarray
+    owners: list[tuple[int, int]]
+
+
+@dataclass
+class _FileDone:
+    """The front end finished a file: how many patches it gave, or why it gave none."""
+
+    index: int
+    patches: int
+    error: str | None
+
+
+@dataclass
+class _Crash:
+    """The front end thread died; the main thread re-raises."""
+
+    error: BaseException
+
+
+_END = object()  # the front end has sent everything
+
+
 def run_local(session, items: list[Item], outputs: Outputs, cfg: PredictConfig, batch: int,
               on_progress: Callable[[int, FileResult | None], None] = lambda n, r: None) -> Summary:
     """Predict every item with `session` at `batch`; batches span files; failed files are reported, not fatal."""
     input_name, shape_in = check_model_input(session, cfg.patch_size)
     names = pick_outputs(session, cfg.outputs)
     summary = Summary(batch=batch)
-    timing = [0.0]
-    q: queue.Queue = queue.Queue(maxsize=3)  # bounds memory: at most ~4 batches of patches exist at once
+    timing = Stopwatch()
+    q: queue.Queue[_Batch | _FileDone | _Crash | object] = queue.Queue(maxsize=3)  # bounds memory: at most ~4 batches of patches exist at once
     stop = threading.Event()
 
     def produce() -> None:
@@ -303,18 +337,18 @@ def run_local(session, items: list[Item], outputs: Outputs, cfg: PredictConfig, 
                             owners.append((idx, take))
                             fill, count, p = fill + take, count + take, p[take:]
                             if fill == batch:
-                                q.put(("batch", buf, owners))
+                                q.put(_Batch(buf, owners))
                                 buf, owners, fill = np.empty_like(buf), [], 0
                             if stop.is_set():
                                 return
                 except AudioError as e:
                     error = str(e).removeprefix(f"cannot decode '{it.path}': ")
-                q.put(("file", idx, count, error))
+                q.put(_FileDone(idx, count, error))
             if fill:
-                q.put(("batch", buf[:fill], owners))
-            q.put(("end",))
+                q.put(_Batch(buf[:fill], owners))
+            q.put(_END)
         except BaseException as e:  # noqa: BLE001 -- re-raised in the main thread, which owns the run
-            q.put(("crash", e))
+            q.put(_Crash(e))
 
     results: dict[int, list[dict[str, np.ndarray]]] = {}
     got: dict[int, int] = {}
@@ -338,21 +372,20 @@ def run_local(session, items: list[Item], outputs: Outputs, cfg: PredictConfig, 
     try:
         while True:
             msg = q.get()
-            if msg[0] == "end":
+            if msg is _END:
                 break
-            if msg[0] == "crash":
-                raise msg[1]
-            if msg[0] == "file":
-                _, idx, count, error = msg
-                expected[idx] = (count, error)
-                settle(idx)
+            if isinstance(msg, _Crash):
+                raise msg.error
+            if isinstance(msg, _FileDone):
+                expected[msg.index] = (msg.patches, msg.error)
+                settle(msg.index)
                 continue
-            _, x, owners = msg
+            x = msg.patches
             t = time.perf_counter()
             out = session.run({input_name: shape_in(x)})
             summary.model_s += time.perf_counter() - t
             at = 0
-            for idx, n in owners:
+            for idx, n in msg.owners:
                 results.setdefault(idx, []).append({k: out[k][at:at + n] for k in names})
                 got[idx] = got.get(idx, 0) + n
                 at += n
@@ -366,5 +399,5 @@ def run_local(session, items: list[Item], outputs: Outputs, cfg: PredictConfig, 
             except queue.Empty:
                 pass
     summary.wall_s = time.perf_counter() - start
-    summary.frontend_s = timing[0]
+    summary.frontend_s = timing.seconds
     return summary

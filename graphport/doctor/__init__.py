@@ -8,7 +8,7 @@ from graphport.doctor.analyze import Analysis, analyze
 from graphport.doctor.load import LoadedModel, load
 from graphport.doctor.risk import Risk, predict
 
-__all__ = ["diagnose", "doctor_flags"]
+__all__ = ["diagnose", "doctor_flags", "fix", "load"]
 
 
 def diagnose(model: LoadedModel) -> tuple[Analysis, Risk]:
@@ -37,3 +37,22 @@ def doctor_flags(path: str | os.PathLike) -> list[str]:
     if risk.old_level != "low":
         flags.append(f"old-TF load risk {risk.old_level}: {risk.old_reason}")
     return flags
+
+
+def fix(path: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False, tag: str | None = None,
+        signature: str | None = None, trust: bool = False):
+    """Repair the TF model at `path` into a flat graphport output folder at `out_dir` (model.pb, saved_model/,
+    model.json), verified against the original at batch 1, 3 and 64; returns the `FixResult`.
+
+    Models with file, network or code ops are refused unless `trust` (freezing runs the model's functions).
+    """
+    from graphport.doctor.fix import flatten, write
+    from graphport.doctor.load import untrusted_ops
+    from graphport.runtime.trust import refuse_untrusted
+
+    model = load(path, tag=tag, signature=signature)
+    if not trust:
+        refuse_untrusted(untrusted_ops(model))
+    result = flatten(model)
+    write(result, out_dir, force=force)
+    return result

@@ -9,9 +9,6 @@ from graphport.doctor.analyze import Analysis
 from graphport.doctor.fix import FixResult
 from graphport.doctor.risk import Risk
 
-# Measured Essentia (libtensorflow 2.5) loads, shared/fixtures/README.md, to set the prediction against.
-MEASURED_ESSENTIA_S = {"mini onnx-tf dynamic": 117.0, "seed B0 onnx-tf dynamic": 1029.0}
-
 
 def print_analysis(console: Console, path: str, a: Analysis, risk: Risk) -> None:
     """The diagnosis: functions, hazard chains, control flow, layout, variables, predicted risk."""

@@ -492,7 +492,10 @@ def expand_tile(draw, b: Builder, t: T):
 
 def argmax(draw, b: Builder, t: T):
     op = draw(st.sampled_from(["ArgMax", "ArgMin"]))
-    a = draw(st.integers(0, len(t.shape) - 1))
+    axes = [i for i, d in enumerate(t.shape) if d != B]
+    if not axes:
+        return None
+    a = draw(st.sampled_from(axes))
     keep = draw(st.booleans())
     shape = tuple(1 if i == a else d for i, d in enumerate(t.shape)) if keep else t.shape[:a] + t.shape[a + 1:]
     if not shape:
@@ -500,6 +503,12 @@ def argmax(draw, b: Builder, t: T):
     # ONNX leaves the arg of a NaN unspecified (ORT and TF differ), so NaNs from Log/Sqrt/Pow become 0 first.
     nan = b.node("IsNaN", [t.name], None)
     clean = b.node("Where", [nan.name, b.const(np.float32(0)), t.name], None)
+    # Exact ties (Floor/Round/Sign outputs) are ties in ORT but may be 1-ulp apart in TF, whose vectorised Sigmoid
+    # differs from its scalar tail by an ulp: which index wins is then float noise, not conversion. A ramp along
+    # the axis makes tied values distinct in both.
+    ramp = (np.arange(t.shape[a], dtype=np.float32) * np.float32(0.1234567)).reshape(
+        [t.shape[a] if i == a else 1 for i in range(len(t.shape))])
+    clean = b.node("Add", [clean.name, b.const(ramp)], None)
     idx = b.node(op, [clean.name], None, axis=a, keepdims=int(keep))
     return b.node("Cast", [idx.name], shape, to=TensorProto.FLOAT)
 
