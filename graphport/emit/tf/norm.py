@@ -53,16 +53,35 @@ def instance_norm(ctx: EmitContext, node: Node) -> None:
 
 @op("LayerNormalization")
 def layer_norm(ctx: EmitContext, node: Node) -> None:
+    """Normalisation over the trailing axes from `axis` on, computed over ONE last axis: with oneDNN on, Grappler
+    rewrites this moments pattern into _MklLayerNorm, which normalises the last axis only, so a pattern over two
+    axes came out wrong (off by 6 on the fuzzer's case; docs/onednn.md). Several static trailing axes are merged
+    into one by a Reshape, normalised, and reshaped back."""
     x = ctx.onnx_order(node.inputs[0])
     rank = x.shape.rank
     axis = node.attrs["axis"] % rank
-    mean, var = tf.nn.moments(x, axes=list(range(axis, rank)), keepdims=True)
+    tail = x.shape.as_list()[axis:]
+    merge = len(tail) > 1 and None not in tail
+    params = [ctx.onnx_order(n) for n in node.inputs[1:] if n]
+    if merge:
+        width, head = int(np.prod(tail)), x.shape.as_list()[:axis]
+        if head.count(None) <= 1:  # the usual case: only the batch is unknown, so no Shape is read
+            head = [-1 if d is None else d for d in head]
+            flat, shape, kept = [*head, width], [*head, *tail], [*head, *[1] * len(tail)]
+        else:
+            dyn = tf.shape(x)
+            flat = tf.concat([dyn[:axis], [width]], 0)
+            shape, kept = dyn, tf.concat([dyn[:axis], tf.ones([len(tail)], dyn.dtype)], 0)
+        x = tf.reshape(x, flat)
+        params = [tf.reshape(tf.broadcast_to(p, tail), [width]) for p in params]
+    mean, var = tf.nn.moments(x, axes=[-1] if merge else list(range(axis, rank)), keepdims=True)
     inv_std = tf.math.rsqrt(var + tf.constant(node.attrs["epsilon"], x.dtype))
-    y = (x - mean) * inv_std
+    y = (x - mean) * inv_std * params[0]
+    if len(params) > 1:
+        y = y + params[1]
+    if merge:
+        y, mean, inv_std = tf.reshape(y, shape), tf.reshape(mean, kept), tf.reshape(inv_std, kept)
     for name, t in zip(node.outputs[1:], (mean, inv_std)):  # optional Mean and InvStdDev, kept-dims shaped
         if name:
             ctx.set(name, t)
-    y = y * ctx.onnx_order(node.inputs[1])
-    if len(node.inputs) > 2 and node.inputs[2]:
-        y = y + ctx.onnx_order(node.inputs[2])
     ctx.set(node.outputs[0], y)
