@@ -88,23 +88,25 @@ class _Status:
 
 
 class CAPISession:
-    """A TF_Session over a frozen `.pb` or a SavedModel directory; feeds and fetches are 'op' or 'op:index'."""
+    """A TF_Session over a frozen `.pb`, a SavedModel directory, or a serialized GraphDef given as bytes; feeds and
+    fetches are 'op' or 'op:index'."""
 
-    def __init__(self, path: str | Path, tags: tuple[str, ...] = ("serve",)):
+    def __init__(self, path: str | Path | bytes, tags: tuple[str, ...] = ("serve",)):
         L = lib()
-        path = Path(path)
+        data = path if isinstance(path, bytes) else None
+        path = Path("<GraphDef bytes>") if data is not None else Path(path)
         self.graph = L.TF_NewGraph()
         self.session = None
         status = _Status()
         opts = L.TF_NewSessionOptions()
         try:
-            if path.is_dir():
+            if data is None and path.is_dir():
                 ctags = (C.c_char_p * len(tags))(*[t.encode() for t in tags])
                 self.session = L.TF_LoadSessionFromSavedModel(opts, None, str(path).encode(), ctags, len(tags),
                                                               self.graph, None, status.ptr)
                 status.check(f"TF_LoadSessionFromSavedModel({path})")
             else:
-                data = path.read_bytes()
+                data = path.read_bytes() if data is None else data
                 buf = L.TF_NewBufferFromString(data, len(data))
                 iopts = L.TF_NewImportGraphDefOptions()
                 try:

@@ -3,7 +3,9 @@
 TF's oneDNN kernels abort or segfault on some valid graphs (see docs/onednn.md), and whether oneDNN is on is
 decided once per process, when TF loads. So verification and the differential tests run each graph in a worker
 process per oneDNN setting: a crash becomes a `KernelCrash` naming the signal and the setting, and the next call
-starts a fresh worker. Workers are kept between calls (importing TF costs seconds) and leave with their parent.
+starts a fresh worker. A worker runs graphs through TF's C API (graphport.runtime.capi), as C/C++ hosts do: loading
+libtensorflow takes under a second where `import tensorflow` takes several. Workers are kept between calls and
+leave with their parent.
 
 Protocol: length-prefixed pickles over the child's stdin/stdout. Both ends are this module, in one installation.
 """
@@ -52,20 +54,17 @@ def onednn_label(onednn: bool | None) -> str:
 
 
 class GraphRunner:
-    """Run a GraphDef in a tf.compat.v1 session in this process, feeding and fetching by op name."""
+    """Run a serialized GraphDef through the TF C API in this process, feeding and fetching by op name."""
 
-    def __init__(self, graph_def, inputs: dict[str, str], outputs: dict[str, str]):
-        import tensorflow as tf
+    def __init__(self, graph_def: bytes, inputs: dict[str, str], outputs: dict[str, str]):
+        from graphport.runtime.capi import CAPISession
 
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf.graph_util.import_graph_def(graph_def, name="")
-        self.session = tf.compat.v1.Session(graph=self.graph)
+        self.session = CAPISession(graph_def)
         self.inputs, self.outputs = inputs, outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        fetches = [f"{self.outputs[o]}:0" for o in self.outputs]
-        values = self.session.run(fetches, {f"{self.inputs[k]}:0": v for k, v in feeds.items()})
+        values = self.session.run({f"{self.inputs[k]}:0": v for k, v in feeds.items()},
+                                  [f"{self.outputs[o]}:0" for o in self.outputs])
         return dict(zip(self.outputs, values))
 
     def close(self) -> None:
@@ -200,7 +199,9 @@ def _serve() -> None:
     inp = sys.stdin.buffer
     runners: dict[int, GraphRunner] = {}
     keys = itertools.count(1)
-    import tensorflow  # noqa: F401  (before the first request: the parent overlaps this import with its own work)
+    from graphport.runtime.capi import lib
+
+    lib()  # before the first request: the parent overlaps loading libtensorflow with its own work
 
     while True:
         try:
@@ -212,7 +213,7 @@ def _serve() -> None:
         try:
             if request[0] == "load":
                 reply = next(keys)
-                runners[reply] = GraphRunner(_graph_def(request[1]), request[2], request[3])
+                runners[reply] = GraphRunner(request[1], request[2], request[3])
             elif request[0] == "run":
                 reply = runners[request[1]].run(request[2])
             else:
@@ -223,18 +224,11 @@ def _serve() -> None:
 
 
 def _essence(message: str) -> str:
-    """The lines of a TF error that say what failed and where, without its Python stack traces."""
-    skip = ("Graph execution error", "Detected at node", "Original stack trace", "File ", "[[", "defined at")
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and not ln.strip().startswith(skip)]
-    return " ".join(lines[:2])[:500]
-
-
-def _graph_def(data: bytes):
-    from tensorflow.core.framework import graph_pb2
-
-    gd = graph_pb2.GraphDef()
-    gd.ParseFromString(data)
-    return gd
+    """What a TF error says failed, and at which node (`[[{{node X}}]]` becomes `(node X)`)."""
+    nodes = re.findall(r"\{\{node ([^}]+)\}\}", message)
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and not ln.strip().startswith("[[")]
+    text = " ".join(lines[:2])[:400]
+    return text + (f" (node {nodes[0]})" if nodes and nodes[0] not in text else "")
 
 
 if __name__ == "__main__":
