@@ -54,21 +54,46 @@ def onednn_label(onednn: bool | None) -> str:
 
 
 class GraphRunner:
-    """Run a serialized GraphDef through the TF C API in this process, feeding and fetching by op name."""
+    """Run a serialized GraphDef through the TF C API in this process, feeding and fetching by op name. Inputs or
+    outputs of a dtype the C API binding does not map (bfloat16, float8, strings) go through tf.compat.v1 instead,
+    imported only then."""
 
     def __init__(self, graph_def: bytes, inputs: dict[str, str], outputs: dict[str, str]):
         from graphport.runtime.capi import CAPISession
 
+        self.graph_def, self.inputs, self.outputs = graph_def, inputs, outputs
         self.session = CAPISession(graph_def)
-        self.inputs, self.outputs = inputs, outputs
+        self.python_session = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.session.run({f"{self.inputs[k]}:0": v for k, v in feeds.items()},
-                                  [f"{self.outputs[o]}:0" for o in self.outputs])
+        from graphport.errors import CAPIError
+
+        tensors = {f"{self.inputs[k]}:0": v for k, v in feeds.items()}
+        fetches = [f"{self.outputs[o]}:0" for o in self.outputs]
+        try:
+            values = self.session.run(tensors, fetches)
+        except CAPIError as e:
+            if "not supported by the C API binding" not in str(e):
+                raise
+            values = self._python().run(fetches, tensors)
         return dict(zip(self.outputs, values))
+
+    def _python(self):
+        if self.python_session is None:
+            import tensorflow as tf
+
+            graph_def = tf.compat.v1.GraphDef()
+            graph_def.ParseFromString(self.graph_def)
+            graph = tf.Graph()
+            with graph.as_default():
+                tf.graph_util.import_graph_def(graph_def, name="")
+            self.python_session = tf.compat.v1.Session(graph=graph)
+        return self.python_session
 
     def close(self) -> None:
         self.session.close()
+        if self.python_session is not None:
+            self.python_session.close()
 
 
 class Worker:
