@@ -16,12 +16,14 @@ import onnx
 from graphport import model_json
 from graphport.artifacts import write_pb, write_saved_model
 from graphport.atomic import output_lock, replace_dir, staging_dir
+from graphport.dim_sizes import plan_sizes
 from graphport.emit.tf import build_graph_def
 from graphport.emit.tf.batchdeps import batch_dependencies
 from graphport.errors import GraphportError, OutputExists
 from graphport.ir.from_onnx import load_model, to_ir
-from graphport.passes import fix_inputs, optimize
+from graphport.passes import fix_dims, fix_inputs, optimize
 from graphport.runtime.isolated import worker
+from graphport.runtime.model_info import IOInfo
 from graphport.verify import DEFAULT_BATCH_SIZES, ONEDNN_SETTINGS, VerifyResult, verify
 
 
@@ -51,11 +53,14 @@ class ConversionReport:
 def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLike,
             batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, verify_outputs: bool = True, force: bool = False,
             keep_failed: bool = False, atol: float = 1e-4, rtol: float = 1e-3,
-            fix_inputs: dict[str, np.ndarray] | None = None) -> ConversionReport:
+            fix_inputs: dict[str, np.ndarray] | None = None, fix_dims: dict[str, int] | None = None,
+            verify_dims: dict[str, tuple[int, ...]] | None = None) -> ConversionReport:
     """Convert `model` into `out_dir` (model.pb, saved_model/, model.json).
 
     If verification fails, `out_dir` is left as it was (with `keep_failed`, the artifacts go to OUTDIR.failed/).
-    `fix_inputs` specialises the named inputs to constants (e.g. a sample rate that selects an `If` branch).
+    `fix_inputs` specialises the named inputs to constants (e.g. a sample rate that selects an `If` branch);
+    `fix_dims` pins named symbolic dims to sizes (`{"sequence": 512}`), every other dim stays dynamic.
+    `verify_dims` chooses the sizes (one or two each) at which free symbolic dims are verified, instead of probing.
     """
     start = time.perf_counter()
     out = Path(out_dir).absolute()
@@ -64,20 +69,33 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
     with output_lock(out):
         if out.exists() and not force:
             raise OutputExists(f"output directory '{out}' already exists; pass force=True to replace it.")
-        return _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol, fix_inputs)
+        pins = Pins(fix_inputs or {}, fix_dims or {}, verify_dims or {})
+        return _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol, pins)
+
+
+@dataclass
+class Pins:
+    """What the user fixed (--fix-input, --fix-dim) and the sizes they chose for verification (--verify-dim)."""
+
+    inputs: dict[str, np.ndarray]
+    dims: dict[str, int]
+    verify_dims: dict[str, tuple[int, ...]]
 
 
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
-             atol: float, rtol: float, fixed: dict[str, np.ndarray] | None) -> ConversionReport:
+             atol: float, rtol: float, pins: Pins) -> ConversionReport:
     proto, onnx_bytes = load_model(model)
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
-    if fixed:  # ORT must verify against the same specialised model
-        proto = fix_inputs(proto, fixed)
+    if pins.inputs or pins.dims:  # ORT must verify against the same specialised model
+        proto = fix_dims(fix_inputs(proto, pins.inputs), pins.dims)
         onnx_bytes = proto.SerializeToString()
     graph = to_ir(proto)
+    dim_sizes = []
     if verify_outputs:  # a valid model: TF's import in the workers overlaps with optimising and emitting here
         for setting in ONEDNN_SETTINGS:
             worker(setting)
+        specs = [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
+        dim_sizes = plan_sizes(onnx_bytes, specs, pins.verify_dims)
     onnx_ops = graph.census()
     graph = optimize(graph)
     emitted = build_graph_def(graph)
@@ -88,11 +106,11 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
         with ThreadPoolExecutor(1) as pool:
             saving = pool.submit(write_saved_model, emitted, graph, tmp / "saved_model")
             result = verify(onnx_bytes, graph, emitted.graph_def, (emitted.inputs, emitted.outputs), batch_sizes,
-                            atol, rtol) if verify_outputs else None
+                            atol, rtol, dim_sizes=dim_sizes) if verify_outputs else None
             names = saving.result()
         report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result, warnings=_doctor_warnings(tmp))
         report.seconds = time.perf_counter() - start
-        report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report)
+        report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report, pins, dim_sizes)
         if not report.ok:
             if keep_failed:
                 replace_dir(tmp, out.with_name(out.name + ".failed"))
@@ -110,7 +128,7 @@ def _doctor_warnings(out: Path) -> list[str]:
 
 
 def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto,
-                    report: ConversionReport) -> dict:
+                    report: ConversionReport, pins: Pins, dim_sizes: list[dict[str, int]]) -> dict:
     def io(name: str, tf_op: str, sm: dict) -> dict:
         v = graph.values.get(name)
         return model_json.endpoint(name, str(v.dtype) if v and v.dtype is not None else None,
@@ -120,6 +138,8 @@ def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, pr
         "source": {"sha256": hashlib.sha256(source).hexdigest(), "opset": graph.opset,
                    "producer": f"{proto.producer_name} {proto.producer_version}".strip()},
         "symbols": {s: {"input": i, "axis": a} for s, (i, a) in graph.symbols.items()},
+        "fixed": {"inputs": {k: np.asarray(v).tolist() for k, v in pins.inputs.items()}, "dims": pins.dims},
+        "verified_dim_sizes": dim_sizes,
         "saved_model": {"signature": "serving_default", "tags": ["serve"]},
         "onnx_op_census": report.onnx_ops,
         "op_census": report.tf_ops,

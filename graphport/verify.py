@@ -20,12 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
+from graphport.errors import GraphportError
 from graphport.ir.graph import Graph
-from graphport.runtime.feeds import seeded_feeds
+from graphport.runtime.feeds import batch_symbols, seeded_feeds
 from graphport.runtime.isolated import GraphRunError, IsolatedGraph, KernelCrash, onednn_label
 from graphport.runtime.model_info import IOInfo
+from graphport.runtime.reference import reference_session
 
 DEFAULT_BATCH_SIZES = (1, 3, 64)
 ONEDNN_SETTINGS = (False, True)
@@ -42,6 +43,7 @@ class OutputCheck:
     max_abs: float
     max_rel: float
     ok: bool
+    dims: dict[str, int] = field(default_factory=dict)  # sizes of the free symbolic dims (dim_sizes)
 
 
 @dataclass
@@ -92,17 +94,26 @@ def compare(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float,
 
 def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dict],
            batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, atol: float = 1e-4, rtol: float = 1e-3,
-           seed: int = 0, settings: tuple[bool, ...] = ONEDNN_SETTINGS) -> VerifyResult:
-    """Compare the GraphDef (fed and fetched through `tf_names` = (inputs, outputs) op maps) with ORT."""
-    batched = [i for i in graph.inputs if isinstance((graph.values[i].shape or (None,))[0], str)]
-    sizes = tuple(batch_sizes) if batched else tuple(batch_sizes[:1])
+           seed: int = 0, settings: tuple[bool, ...] = ONEDNN_SETTINGS,
+           dim_sizes: list[dict[str, int]] | None = None) -> VerifyResult:
+    """Compare the GraphDef (fed and fetched through `tf_names` = (inputs, outputs) op maps) with ORT.
+
+    `dim_sizes` (graphport.dim_sizes.plan_sizes) sizes the free symbolic dims: every batch size runs at the first
+    set, the two smallest batch sizes at each further set."""
     specs = [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
-    feeds = {b: seeded_feeds(specs, b, seed + b) for b in sizes}
-    big = max(sizes)
-    rows = sorted({0, big - 1}) if batched and big > 1 else []
-    singles = {r: {k: (v[r:r + 1] if k in batched else v) for k, v in feeds[big].items()} for r in rows}
+    batch = batch_symbols(specs)
+    in_axes = {n: _batch_axis(graph.values[n].shape, batch) for n in graph.inputs}
+    out_axes = {n: _batch_axis(graph.values[n].shape if n in graph.values else None, batch) for n in graph.outputs}
+    batched = any(a is not None for a in in_axes.values())
+    sizes = tuple(batch_sizes) if batched else tuple(batch_sizes[:1])
+    variants = dim_sizes or [{}]
+    cases = [(b, 0) for b in sizes] + [(b, v) for v in range(1, len(variants)) for b in sorted(sizes)[:2]]
+    feeds = {(b, v): seeded_feeds(specs, b, seed + b + 1000 * v, variants[v]) for b, v in cases}
+    big = (max(sizes), 0)
+    rows = sorted({0, big[0] - 1}) if batched and big[0] > 1 else []
+    singles = {r: {k: _rows(x, in_axes[k], r, r + 1) for k, x in feeds[big].items()} for r in rows}
     with ThreadPoolExecutor(len(settings) + 1) as pool:
-        probe = {k: (v[:NOISE_ROWS] if k in batched else v) for k, v in feeds[big].items()}
+        probe = {k: _rows(x, in_axes[k], 0, NOISE_ROWS) for k, x in feeds[big].items()}
         ref_job = pool.submit(_ort_run, onnx_bytes, graph.outputs, feeds, singles, probe)
         jobs = {s: pool.submit(_tf_run, graph_def, tf_names, s, feeds, singles) for s in settings}
         refs, ref_singles, unfused = ref_job.result()
@@ -110,26 +121,45 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
     result = VerifyResult(atol=atol, rtol=rtol)
     floors = result.noise_floor
     for name in graph.outputs:
-        scale = max((_max_abs(refs[b][name]) for b in sizes), default=0.0)
-        noise = max([_max_abs(ref_singles[r][name], refs[big][name][r:r + 1]) for r in rows]
-                    + [_max_abs(unfused[name], refs[big][name][:NOISE_ROWS] if batched else refs[big][name])])
+        ax = out_axes[name]
+        scale = max((_max_abs(refs[c][name]) for c in cases), default=0.0)
+        noise = max([_max_abs(ref_singles[r][name], _rows(refs[big][name], ax, r, r + 1)) for r in rows]
+                    + [_max_abs(unfused[name], _rows(refs[big][name], ax, 0, NOISE_ROWS))])
         floors[name] = max(SCALE_RTOL * scale, NOISE_FACTOR * noise)
     for setting, (got, got_singles, failure) in runs.items():
         label = onednn_label(setting)
         if failure is not None:
             result.failures.append(failure)
-        for b in got:
+        for case in got:
             for name in graph.outputs:
-                max_abs, max_rel, ok = compare(refs[b][name], got[b][name], atol, rtol, floors[name])
-                result.checks.append(OutputCheck(b, name, label, max_abs, max_rel, ok))
+                max_abs, max_rel, ok = compare(refs[case][name], got[case][name], atol, rtol, floors[name])
+                result.checks.append(OutputCheck(case[0], name, label, max_abs, max_rel, ok, variants[case[1]]))
         for r, single in got_singles.items():
             for name in graph.outputs:
-                if got[big][name].ndim == 0:
+                ax = out_axes[name]
+                if ax is None or got[big][name].ndim == 0:
                     continue
-                d, _, ok = compare(got[big][name][r:r + 1], single[name], atol, rtol, floors[name])
+                d, _, ok = compare(_rows(got[big][name], ax, r, r + 1), single[name], atol, rtol, floors[name])
                 result.batch_invariance = max(result.batch_invariance, d)
                 result.batch_invariance_ok &= ok
     return result
+
+
+def _batch_axis(shape, batch: set[str]) -> int | None:
+    """Where a value keeps its batch: the axis of a batch-named dim, else a leading dim of unknown size."""
+    if shape is None:
+        return 0
+    axis = next((i for i, d in enumerate(shape) if d in batch), None)
+    if axis is None and shape and shape[0] is None:
+        return 0
+    return axis
+
+
+def _rows(x: np.ndarray, axis: int | None, start: int, stop: int) -> np.ndarray:
+    """Rows start:stop along the batch axis (the whole array when it has none)."""
+    if axis is None or x.ndim <= axis:
+        return x
+    return x[(slice(None),) * axis + (slice(start, stop),)]
 
 
 def _max_abs(x: np.ndarray, y: np.ndarray | None = None) -> float:
@@ -140,30 +170,35 @@ def _max_abs(x: np.ndarray, y: np.ndarray | None = None) -> float:
     return float(v.max()) if v.size else 0.0
 
 
-def _ort_run(onnx_bytes: bytes, outputs: list[str], feeds: dict[int, dict], singles: dict[int, dict], probe: dict):
+def _ort_run(onnx_bytes: bytes, outputs: list[str], feeds: dict[tuple, dict], singles: dict[int, dict], probe: dict):
     """ORT's outputs per batch size and per single row, and on `probe` (rows of the largest batch) with its
     optimisations off."""
-    plain = ort.SessionOptions()
-    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess, unfused = (ort.InferenceSession(onnx_bytes, o, providers=["CPUExecutionProvider"])
-                     for o in (ort.SessionOptions(), plain))
+    sess, unfused = reference_session(onnx_bytes), reference_session(onnx_bytes, optimised=False)
 
-    def run(s: ort.InferenceSession, f: dict) -> dict:
-        return dict(zip(outputs, s.run(outputs, f)))
+    def run(s, f: dict) -> dict:
+        try:
+            return dict(zip(outputs, s.run(outputs, f)))
+        except Exception as e:  # noqa: BLE001  ORT's errors carry no common base class
+            shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in f.items())
+            raise GraphportError(
+                f"ONNX Runtime, the reference, cannot run this model on the verification inputs ({shapes}): "
+                f"{str(e).strip().splitlines()[0]}. Pin inputs that select a branch with --fix-input NAME=VALUE, or "
+                f"choose valid sizes for its dims with --verify-dim NAME=SIZE.") from None
 
     return ({b: run(sess, f) for b, f in feeds.items()}, {r: run(sess, f) for r, f in singles.items()},
             run(unfused, probe))
 
 
-def _tf_run(graph_def, tf_names: tuple[dict, dict], onednn: bool, feeds: dict[int, dict],
+def _tf_run(graph_def, tf_names: tuple[dict, dict], onednn: bool, feeds: dict[tuple, dict],
             singles: dict[int, dict]) -> tuple[dict, dict, RunFailure | None]:
     """Outputs per batch size and per single row, in a worker with `onednn`; stops at the first crash or error."""
     got, got_singles, batch = {}, {}, None
     try:
         runner = IsolatedGraph(graph_def, *tf_names, onednn=onednn)
         try:
-            for batch, f in feeds.items():
-                got[batch] = runner.run(f)
+            for case, f in feeds.items():
+                batch = case[0]
+                got[case] = runner.run(f)
             for r, f in singles.items():
                 batch = 1
                 got_singles[r] = runner.run(f)

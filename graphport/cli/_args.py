@@ -24,6 +24,18 @@ def batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def named_sizes(text: str) -> tuple[str, tuple[int, ...]]:
+    """`sequence=512` or `samples=16000,24000` -> (name, sizes); sizes are integers >= 1."""
+    name, sep, value = text.partition("=")
+    try:
+        sizes = batch_sizes(value) if sep and name else ()
+    except argparse.ArgumentTypeError:
+        sizes = ()
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected NAME=SIZE with a dim name and an integer >= 1, got '{text}'")
+    return name, sizes
+
+
 def batch_or_auto(text: str) -> int | str:
     """'auto' or an integer >= 1."""
     if text == "auto":

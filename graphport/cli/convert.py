@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from graphport.cli._args import batch_sizes, command, non_negative_float
+from graphport.cli._args import batch_sizes, command, named_sizes, non_negative_float
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--keep-failed", action="store_true", help="on a verification failure, write OUTDIR.failed/")
     c.add_argument("--fix-input", action="append", default=[], metavar="NAME=VALUE",
                    help="specialise an input to a constant (JSON value, e.g. sr=16000); repeatable")
+    c.add_argument("--fix-dim", action="append", default=[], type=named_sizes, metavar="NAME=SIZE",
+                   help="pin a symbolic dim (its ONNX dim_param, e.g. sequence=512); other dims stay dynamic; "
+                        "repeatable")
+    c.add_argument("--verify-dim", action="append", default=[], type=named_sizes, metavar="NAME=SIZE[,SIZE]",
+                   help="verify a symbolic dim at these sizes instead of sizes probed with ONNX Runtime; repeatable")
     c.add_argument("--atol", type=non_negative_float, default=1e-4, metavar="X",
                    help="absolute tolerance per element against ONNX Runtime (a float-order floor is added)")
     c.add_argument("--rtol", type=non_negative_float, default=1e-3, metavar="X",
@@ -37,7 +42,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     try:
         report = convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
                          force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol,
-                         fix_inputs=fixed_inputs(args.fix_input))
+                         fix_inputs=fixed_inputs(args.fix_input), fix_dims=_one_size(args.fix_dim),
+                         verify_dims=dict(args.verify_dim))
     except OutputExists:  # the converter's message also names the Python argument; here only the option counts
         raise OutputExists(f"output directory '{args.out}' already exists; replace it with --force.") from None
     print_report(console, report)
@@ -46,6 +52,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]verification failed[/]: '{args.out}' was left as it was{where}", highlight=False)
         return 1
     return 0
+
+
+def _one_size(items: list[tuple[str, tuple[int, ...]]]) -> dict[str, int]:
+    """--fix-dim pins one size per dim."""
+    from graphport.errors import GraphportError
+
+    for name, sizes in items:
+        if len(sizes) != 1:
+            raise GraphportError(f"--fix-dim {name}: give one size, not {len(sizes)}.")
+    return {name: sizes[0] for name, sizes in items}
 
 
 def fixed_inputs(items: list[str]) -> dict:
@@ -93,10 +109,12 @@ def print_report(console: Console, report) -> None:
     v = report.verification
     t = Table(title=f"verification against ONNX Runtime (atol {v.atol:g}, rtol {v.rtol:g}, plus the float-order "
                     "floor per output)", show_edge=False)
-    for col in ("oneDNN", "batch", "output", "max abs", "max rel", ""):
+    sized = any(c.dims for c in v.checks)
+    for col in ("oneDNN", "batch", *(("dims",) if sized else ()), "output", "max abs", "max rel", ""):
         t.add_column(col)
     for c in v.checks:
-        t.add_row(c.onednn, str(c.batch), c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}",
+        dims = (" ".join(f"{k}={n}" for k, n in c.dims.items()),) if sized else ()
+        t.add_row(c.onednn, str(c.batch), *dims, c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}",
                   "[green]ok[/]" if c.ok else "[red]FAIL[/]")
     console.print(t)
     console.print(f"batch invariance: max |row of batch N - batch 1| = {v.batch_invariance:.2e} "

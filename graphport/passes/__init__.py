@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from graphport.ir.graph import Graph
 from graphport.passes.cleanup import eliminate_dead_code
-from graphport.passes.control import fix_inputs, fold_if, refuse_control_flow, unroll_loops
+from graphport.passes.control import fold_if, refuse_control_flow, unroll_loops
 from graphport.passes.fold import fold_constants
 from graphport.passes.fuse import fold_batchnorm_into_conv, fuse_pad_into_conv
+from graphport.passes.specialise import fix_dims, fix_inputs
 
-__all__ = ["fix_inputs", "optimize"]
+__all__ = ["fix_dims", "fix_inputs", "optimize"]
 
 
 def optimize(graph: Graph) -> Graph:

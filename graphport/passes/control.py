@@ -1,9 +1,10 @@
-"""Control flow on model inputs: specialise inputs to constants, then inline every `If` whose condition folds.
+"""Control flow: inline every `If` whose condition folds, unroll `Loop`s with a constant trip count.
 
 Exported models branch on scalar inputs (a voice-activity model runs `If` on its sample rate, with LSTMs in the
-branches). A TF graph with `tf.cond` is slow to load on old C API hosts and hides shapes, so graphport keeps graphs
-flat: `fix_inputs` turns chosen inputs into constants (`--fix-input NAME=VALUE`), constant folding then decides the
-condition, and `fold_if` puts the chosen branch's nodes into the main graph. What stays is refused by name.
+branches) and on input sizes. A TF graph with `tf.cond` is slow to load on old C API hosts and hides shapes, so
+graphport keeps graphs flat: `passes.specialise` pins inputs or dims (`--fix-input`, `--fix-dim`), constant folding
+then decides the condition, and `fold_if` puts the chosen branch's nodes into the main graph. What stays is refused
+by name, with the flag that would fold it.
 """
 
 from __future__ import annotations
@@ -12,42 +13,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from graphport.errors import GraphportError, UnsupportedModel
+from graphport.errors import UnsupportedModel
 from graphport.ir.attrs import decode_attrs
 from graphport.ir.graph import Graph, Node, Value
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
 MAX_UNROLL = 1024  # trip counts above this would make the flat graph too large to load quickly
-
-
-def fix_inputs(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """A copy of `model` whose inputs named in `values` are initializers with those values.
-
-    Done on the ONNX model, not the IR, so the verification reference (ONNX Runtime) runs the same specialised
-    model: pass the result both to `to_ir` and, serialised, to `verify`."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g = out.graph
-    inits = {t.name for t in g.initializer}
-    by_name = {vi.name: vi for vi in g.input if vi.name not in inits}
-    unknown = sorted(set(values) - set(by_name))
-    if unknown:
-        raise GraphportError(f"--fix-input names {', '.join(map(repr, unknown))}, which the model does not take as "
-                             f"input; its inputs are: {', '.join(map(repr, by_name)) or 'none'}.")
-    for name, value in values.items():
-        vi = by_name[name]
-        tt = vi.type.tensor_type
-        arr = np.asarray(value, dtype=helper.tensor_dtype_to_np_dtype(tt.elem_type))
-        if tt.HasField("shape"):
-            want = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-            if len(want) != arr.ndim and arr.size == 1 and None not in want and int(np.prod(want)) == 1:
-                arr = arr.reshape(want)
-            if len(want) != arr.ndim or any(w is not None and w != s for w, s in zip(want, arr.shape)):
-                raise GraphportError(f"--fix-input {name}: a value of shape {list(arr.shape)} does not fit the "
-                                     f"input's shape {[w if w is not None else '?' for w in want]}.")
-        g.initializer.append(numpy_helper.from_array(arr, name))
-        g.input.remove(vi)
-    return out
 
 
 def fold_if(graph: Graph) -> tuple[Graph, int]:
@@ -189,17 +160,23 @@ def _renamed(g: onnx.GraphProto, rename: dict[str, str]) -> onnx.GraphProto:
 
 
 def refuse_control_flow(graph: Graph) -> None:
-    """Name each control-flow node left after folding and the graph inputs it depends on, suggesting the flag."""
+    """Name each control-flow node left after folding and what it depends on, with the flag that folds it:
+    `--fix-input` for a graph input's value, `--fix-dim` for an input's size."""
     producers = graph.producers()
     items = []
     for node in graph.nodes:
         if node.op_type not in CONTROL_FLOW or node.domain:
             continue
-        deps = _input_deps(graph, producers, node.inputs[:1] if node.op_type == "If" else node.inputs[:2])
-        if deps:
-            hint = ", ".join(f"'{d}'" for d in deps)
-            why = (f"its {'condition' if node.op_type == 'If' else 'trip count/condition'} depends on graph input "
-                   f"{hint}; specialise it with --fix-input {deps[0]}=VALUE so the branch folds away")
+        what = "condition" if node.op_type == "If" else "trip count/condition"
+        values, dims = _input_deps(graph, producers, node.inputs[:1] if node.op_type == "If" else node.inputs[:2])
+        if values:
+            hint = ", ".join(f"'{d}'" for d in values)
+            why = (f"its {what} depends on the value of graph input {hint}; specialise it with "
+                   f"--fix-input {values[0]}=VALUE so the branch folds away")
+        elif dims:
+            hint = ", ".join(f"'{d}'" for d in dims)
+            why = (f"its {what} depends on the size of dim {hint} of the inputs; pin it with --fix-dim "
+                   f"{dims[0]}=SIZE so the branch folds away (other dims stay dynamic)")
         else:
             why = "control flow that does not fold to a constant (graphport emits flat graphs only)"
         items.append((node.op_type, node.name, graph.opset, why))
@@ -207,15 +184,22 @@ def refuse_control_flow(graph: Graph) -> None:
         raise UnsupportedModel(items)
 
 
-def _input_deps(graph: Graph, producers: dict[str, Node], names: list[str]) -> list[str]:
-    seen, found, stack = set(), [], [n for n in names if n]
+def _input_deps(graph: Graph, producers: dict[str, Node], names: list[str]) -> tuple[list[str], list[str]]:
+    """(graph inputs whose values reach `names`, symbolic input dims that reach them only through Shape/Size).
+    A dim that leads an input (the batch) is named only when no other dim is."""
+    seen, values, stack = set(), set(), [(n, False) for n in names if n]
+    shaped: set[str] = set()
     while stack:
-        name = stack.pop()
-        if name in seen:
+        name, via_shape = stack.pop()
+        if (name, via_shape) in seen:
             continue
-        seen.add(name)
+        seen.add((name, via_shape))
         if name in graph.inputs:
-            found.append(name)
+            (shaped if via_shape else values).add(name)
         elif name in producers:
-            stack.extend(i for i in producers[name].inputs if i)
-    return sorted(found)
+            node = producers[name]
+            sized = via_shape or node.op_type in ("Shape", "Size")
+            stack.extend((i, sized) for i in node.inputs if i)
+    dims = [s for s, (src, _) in graph.symbols.items() if src in shaped]
+    leading = {s for s, (_, axis) in graph.symbols.items() if axis == 0}
+    return sorted(values), [d for d in dims if d not in leading] or dims

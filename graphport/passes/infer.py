@@ -66,8 +66,11 @@ def _sym(graph: Graph, d: Dim, atoms: dict[str, Sym]):
 
 
 def _symbolic_shape(graph: Graph, node: Node) -> list | None:
-    """Output shape of a shape-taking op whose shape input is a partly symbolic constant."""
+    """Output shape of a shape-taking op whose shape input is a partly symbolic constant, or of a Slice of a
+    symbolic dim."""
     op = node.op_type
+    if op == "Slice":
+        return _slice_shape(graph, node)
     k = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}.get(op)
     if k is None or len(node.inputs) <= k:
         return None
@@ -94,6 +97,40 @@ def _symbolic_shape(graph: Graph, node: Node) -> list | None:
         i = next(i for i, v in enumerate(vals) if not isinstance(v, Sym) and v == -1)
         vals[i] = _divide(_prod(src), _prod(vals[:i] + vals[i + 1:]))
     return vals
+
+
+LARGE = 2**31  # exporters write INT64_MAX (or INT32_MAX) for "to the end"
+
+
+def _slice_shape(graph: Graph, node: Node) -> list | None:
+    """A unit-step Slice keeps a symbolic dim computable when its bounds count from one end: `x[s:]` has `d - s`
+    elements, `x[-k:]` has k, `x[s:-k]` has `d - s - k` (assuming d >= s + k; ONNX's inference gives up on any symbolic dim)."""
+    src = graph.values[node.inputs[0]].shape
+    if src is None or None in src:
+        return None
+    if graph.opset < 10:
+        starts, ends = node.attrs["starts"], node.attrs["ends"]
+        axes, steps = node.attrs.get("axes", list(range(len(starts)))), [1] * len(starts)
+    else:
+        args = [graph.const(i) if i else None for i in node.inputs[1:5]] + [None] * 4
+        if args[0] is None or args[1] is None or any(a is None for a, i in zip(args[2:4], node.inputs[3:5]) if i):
+            return None
+        starts, ends = [int(v) for v in args[0]], [int(v) for v in args[1]]
+        axes = [int(v) for v in args[2]] if args[2] is not None else list(range(len(starts)))
+        steps = [int(v) for v in args[3]] if args[3] is not None else [1] * len(starts)
+    atoms = graph.sym_atoms()
+    out = [_sym(graph, d, atoms) for d in src]
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        a %= len(out)
+        d = out[a]
+        if not isinstance(d, Sym):
+            out[a] = len(range(*slice(s, e, st).indices(d)))
+        elif st != 1 or 0 <= e < LARGE:
+            return None
+        else:
+            first = s if s >= 0 else d + s
+            out[a] = (d if e >= LARGE else d + e if e < 0 else e) - first
+    return out
 
 
 def _is_one(d) -> bool:

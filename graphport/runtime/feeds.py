@@ -9,16 +9,22 @@ import numpy as np
 
 from graphport.runtime.model_info import IOInfo
 
-OTHER_DIM = 16  # size for unknown dims other than the leading batch (a time axis, say)
+OTHER_DIM = 16  # size for unknown dims other than the batch (a time axis, say) when the caller names none
 
 
-def seeded_feeds(inputs: Iterable[IOInfo], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Standard-normal floats, 0/1 booleans, integers in [0, 10); an unknown leading dim is the batch."""
+def seeded_feeds(inputs: Iterable[IOInfo], batch: int, seed: int = 0,
+                 dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Standard-normal floats, 0/1 booleans, integers in [0, 10).
+
+    An unknown leading dim is the batch, and so is any dim named like one (a recurrent state `[2, batch, 128]`);
+    `dims` sizes other named dims (`{"samples": 16000}`)."""
+    inputs = list(inputs)
     rng = np.random.default_rng(seed)
+    sizes = {**dict.fromkeys(batch_symbols(inputs), batch), **(dims or {})}
     feeds = {}
     for spec in inputs:
-        shape = [d if isinstance(d, int) and d >= 0 else (batch if axis == 0 else OTHER_DIM)
-                 for axis, d in enumerate(spec.shape or [None])]
+        shape = [d if isinstance(d, int) and d >= 0 else sizes.get(d, batch if axis == 0 else OTHER_DIM)
+                 for axis, d in enumerate(spec.shape if spec.shape is not None else [None])]
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -27,3 +33,9 @@ def seeded_feeds(inputs: Iterable[IOInfo], batch: int, seed: int = 0) -> dict[st
         else:
             feeds[spec.name] = rng.integers(0, 10, shape).astype(dtype)
     return feeds
+
+
+def batch_symbols(inputs: Iterable[IOInfo]) -> set[str]:
+    """Names of the dims that lead some input: the batch, wherever else they appear."""
+    return {spec.shape[0] for spec in inputs if spec.shape and isinstance(spec.shape[0], str)}
+
