@@ -215,7 +215,7 @@ def test_models_really_differ():
 
 # ---- control flow on model inputs -------------------------------------------------------------------------------
 def test_if_on_input_is_refused_by_name(tmp_path):
-    with pytest.raises(UnsupportedModel, match=r"If .*depends on graph input 'sr'.*--fix-input sr=VALUE"):
+    with pytest.raises(UnsupportedModel, match=r"If .*depends on the value of graph input 'sr'.*--fix-input sr=VALUE"):
         graphport.convert(bm.branching_model(), tmp_path / "out")
 
 

@@ -71,17 +71,20 @@ def _symbolic_shape(graph: Graph, node: Node) -> list | None:
     op = node.op_type
     if op == "Slice":
         return _slice_shape(graph, node)
+    if op in WINDOWED:
+        return _window_shape(graph, node)
     k = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}.get(op)
     if k is None or len(node.inputs) <= k:
         return None
     target = graph.const(node.inputs[k])
-    if target is None or target.dtype != object:
+    src = graph.values[node.inputs[0]].shape
+    symbolic_src = op == "Reshape" and src is not None and any(isinstance(d, (str, Sym)) for d in src)
+    if target is None or (target.dtype != object and not symbolic_src):
         return None
     atoms = graph.sym_atoms()
     vals = list(target.ravel())
     if op == "ConstantOfShape":
         return vals
-    src = graph.values[node.inputs[0]].shape
     if src is None or None in src:
         return None
     src = [_sym(graph, d, atoms) for d in src]
@@ -133,6 +136,40 @@ def _slice_shape(graph: Graph, node: Node) -> list | None:
     return out
 
 
+WINDOWED = ("Conv", "MaxPool", "AveragePool", "LpPool")
+
+
+def _window_shape(graph: Graph, node: Node) -> list | None:
+    """Conv and pooling over a symbolic length (raw audio samples, mel frames): `(d + pads - span) // stride + 1`,
+    or `ceil(d / stride)` for SAME padding, so that the frame count after a strided front end stays computable."""
+    src = graph.values[node.inputs[0]].shape
+    if src is None or None in src or len(src) < 3:
+        return None
+    atoms = graph.sym_atoms()
+    x = [_sym(graph, d, atoms) for d in src]
+    a = node.attrs
+    if node.op_type == "Conv":
+        w = graph.values[node.inputs[1]].shape
+        if w is None or not all(isinstance(d, int) for d in w):
+            return None
+        kernel, channels = list(a.get("kernel_shape") or w[2:]), w[0]
+    elif a.get("ceil_mode"):
+        return None
+    else:
+        kernel, channels = list(a["kernel_shape"]), x[1]
+    n = len(kernel)
+    strides, dilations = a.get("strides") or [1] * n, a.get("dilations") or [1] * n
+    pads, auto = a.get("pads") or [0] * 2 * n, a.get("auto_pad", "NOTSET")
+    out = []
+    for i, d in enumerate(x[2:]):
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            out.append((d + strides[i] - 1) // strides[i])
+        else:
+            span = (kernel[i] - 1) * dilations[i] + 1
+            out.append((d + (0 if auto == "VALID" else pads[i] + pads[i + n]) - span) // strides[i] + 1)
+    return [x[0], channels, *out]
+
+
 def _is_one(d) -> bool:
     return not isinstance(d, Sym) and d == 1
 
@@ -152,21 +189,24 @@ def _prod(dims: list):
 
 
 def _divide(a, b):
-    """a / b for a product of dims divided by another, where one monomial divides the other; else None."""
+    """Exact a / b for products of dims (`64*batch*T / (16*batch*T)` is 4 even when T is `(samples - 400)//320 + 1`,
+    a sum): polynomial long division by leading terms, which leaves no remainder exactly when b divides a."""
     if not isinstance(b, Sym):
         return a // b if not isinstance(a, Sym) else a / b
-    if not isinstance(a, Sym) or len(a.terms) != 1 or len(b.terms) != 1:
-        return None
-    (ma, ca), = a.terms.items()
-    (mb, cb), = b.terms.items()
-    rest = list(ma)
-    for atom in mb:
-        if atom not in rest:
+    order = lambda m: (len(m), sorted(atom.name for atom in m))
+    mb = max(b.terms, key=order)
+    cb, rest, quotient = b.terms[mb], Sym.lift(a), 0
+    for _ in range(64):
+        if not isinstance(rest, Sym) and rest == 0:
+            return quotient
+        rest = Sym.lift(rest)
+        ma = max(rest.terms, key=order)
+        left = list(ma)
+        if rest.terms[ma] % cb or any(atom not in left or left.remove(atom) for atom in mb):
             return None
-        rest.remove(atom)
-    if ca % cb:
-        return None
-    return Sym({tuple(rest): ca // cb}).simplify()
+        step = Sym({tuple(left): rest.terms[ma] // cb})
+        quotient, rest = quotient + step, rest - step * b
+    return None
 
 
 def _infer(graph: Graph, node: Node, syms: dict[str, Sym]) -> dict[str, onnx.TypeProto]:
@@ -189,10 +229,11 @@ def _infer(graph: Graph, node: Node, syms: dict[str, Sym]) -> dict[str, onnx.Typ
 
 
 def _placeholder(d: Dim, syms: dict[str, Sym]) -> int | str | None:
-    """A `Sym` dim travels through ONNX inference as a dim_param that `_dim` maps back."""
+    """A `Sym` dim travels through ONNX inference as a dim_param that `_dim` maps back; equal dims share one name,
+    so that ONNX's broadcasting sees them equal."""
     if not isinstance(d, Sym):
         return d
-    key = f"__gp_sym{len(syms)}"
+    key = next((k for k, v in syms.items() if repr(v) == repr(d)), f"__gp_sym{len(syms)}")
     syms[key] = d
     return key
 

@@ -1,4 +1,4 @@
-"""Reductions, arg-reductions and softmax. Reductions remap their axes into the tensor's current layout."""
+"""Reductions, the CumSum scan, arg-reductions and softmax. All remap their axes into the tensor's current layout."""
 
 from __future__ import annotations
 
@@ -140,3 +140,14 @@ def _hardmax(x: tf.Tensor, axis: int) -> tf.Tensor:
     if depth is None:
         raise Decline("Hardmax over a dynamic axis")
     return tf.one_hot(tf.argmax(x, axis=axis), depth, axis=axis, dtype=x.dtype)
+
+
+@op("CumSum", since=11)
+def cumsum(ctx: EmitContext, node: Node) -> None:
+    """TF's Cumsum has ONNX's exclusive and reverse; it runs on the stored layout, with the axis mapped into it."""
+    x = ctx.raw(node.inputs[0])
+    perm = ctx.perm(node.inputs[0]) or tuple(range(x.shape.rank))
+    axis = int(np.asarray(ctx.static(node.inputs[1])).ravel()[0]) % x.shape.rank
+    y = tf.raw_ops.Cumsum(x=x, axis=tf.constant(perm.index(axis), tf.int32), exclusive=bool(node.attrs["exclusive"]),
+                          reverse=bool(node.attrs["reverse"]))
+    ctx.set(node.outputs[0], y, ctx.perm(node.inputs[0]))
