@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import graphport.emit.tf  # noqa: F401  registers every handler
-from graphport.emit.tf import elementwise, reduce, tensor, upsample
+from graphport.emit.tf import elementwise, reduce, resize, tensor
 from graphport.emit.tf.registry import RegistryError, lookup, op, since_version
 
 
@@ -16,8 +16,8 @@ from graphport.emit.tf.registry import RegistryError, lookup, op, since_version
     ("Squeeze", 11, tensor.squeeze_1), ("Squeeze", 24, tensor.squeeze),
     ("Slice", 9, tensor.slice_1), ("Slice", 10, tensor.slice_),
     ("Clip", 6, elementwise.clip_1), ("Clip", 12, elementwise.clip),
-    ("Upsample", 8, upsample.upsample_7), ("Upsample", 9, upsample.upsample), ("Resize", 10, upsample.upsample),
-    ("Resize", 13, upsample.resize), ("Resize", 19, upsample.resize_18),
+    ("Upsample", 8, resize.upsample_7), ("Upsample", 9, resize.upsample), ("Resize", 10, resize.upsample),
+    ("Resize", 13, resize.resize), ("Resize", 19, resize.resize_18),
     ("Mod", 13, elementwise.mod_10), ("Mod", 28, elementwise.mod),
 ])
 def test_lookup_picks_the_handler_of_the_schema_in_force(op_type, opset, handler):

@@ -54,10 +54,11 @@ EXPECTED_FAILURES: dict[str, str] = {
         "declined: ConvTranspose auto_pad SAME / output_shape (pads derived from a requested output size)",
     _exact('convtranspose_dilations'):
         "the test feeds W" + _RUNTIME + " for a dilated ConvTranspose (constant W is spread with zeros)",
-    r"^test_(resize_\w+|upsample_nearest)_cpu$":
-        "the test feeds Resize's scales/sizes" + _RUNTIME + " (output sizes are fixed at conversion); cubic, "
-        "tf_crop_and_resize and antialias are declined too. tests/test_beyond_cnns.py runs these same models with "
-        "the scales/sizes made constant",
+    _exact('resize_downsample_scales_cubic_align_corners resize_downsample_scales_linear_align_corners'):
+        "ONNX Runtime (graphport's verification reference, and PyTorch) divides by the integer output length; the "
+        "ONNX reference by the fractional one (scale * 4 = 2.4): 4.0 against 3.14. graphport follows ONNX Runtime",
+    r"^test_resize_\w+_antialias_cpu$": "declined: Resize with antialias=1",
+    r"^test_resize_tf_crop_and_resize\w*_cpu$": "declined: coordinate_transformation_mode tf_crop_and_resize",
     _exact('MaxPool1d_stride_padding_dilation MaxPool2d_stride_padding_dilation maxpool_2d_dilations '
            'maxpool_3d_dilations maxpool_3d_dilations_use_ref_impl maxpool_3d_dilations_use_ref_impl_large '
            'averagepool_2d_dilations averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False '

@@ -73,6 +73,8 @@ def _symbolic_shape(graph: Graph, node: Node) -> list | None:
         return _slice_shape(graph, node)
     if op in WINDOWED:
         return _window_shape(graph, node)
+    if op == "Resize":
+        return _resize_shape(graph, node)
     k = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}.get(op)
     if k is None or len(node.inputs) <= k:
         return None
@@ -168,6 +170,19 @@ def _window_shape(graph: Graph, node: Node) -> list | None:
             span = (kernel[i] - 1) * dilations[i] + 1
             out.append((d + (0 if auto == "VALID" else pads[i] + pads[i + n]) - span) // strides[i] + 1)
     return [x[0], channels, *out]
+
+
+def _resize_shape(graph: Graph, node: Node) -> list | None:
+    """Resize to sizes that fold to symbols (`Concat(Shape(x)[:2], [h, w])` keeps the batch)."""
+    sizes = graph.const(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] else None
+    src = graph.values[node.inputs[0]].shape
+    if sizes is None or sizes.dtype != object or src is None:
+        return None
+    out = list(src)
+    axes = node.attrs.get("axes") or range(len(out))
+    for a, d in zip(axes, sizes.ravel()):
+        out[a % len(out)] = d
+    return out
 
 
 def _is_one(d) -> bool:

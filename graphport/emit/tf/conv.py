@@ -1,4 +1,5 @@
-"""Conv (1-D, 2-D, 3-D; grouped and depthwise) in channels-last layout with native TF kernels."""
+"""Conv (1-D, 2-D, 3-D; grouped and depthwise) and ConvTranspose (1-D, 2-D) in channels-last layout with native TF
+kernels."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import op
 from graphport.emit.tf.spatial import onnx_pads, padding_mode, same_pads, spatial_attrs
 from graphport.ir.graph import Node
+from graphport.ir.symbolic import Sym
 
 
 @op("Conv")
@@ -88,3 +90,73 @@ def _dense(x: tf.Tensor, w: np.ndarray | tf.Tensor, strides: list[int], dilation
         filt, dilations = tf.constant(np.transpose(spread, (2, 3, 4, 1, 0))), [1, 1, 1]
     return tf.raw_ops.Conv3D(input=x, filter=filt, strides=[1, *strides, 1], padding=padding,
                              dilations=[1, *dilations, 1])
+
+
+@op("ConvTranspose")
+def conv_transpose(ctx: EmitContext, node: Node) -> None:
+    """Conv2DBackpropInput over the full (unpadded) output, then ONNX's pads cropped and output_padding added."""
+    w = ctx.const(node.inputs[1])
+    if w is None or w.dtype == object:  # runtime weights: the kernel takes a filter tensor as well
+        w = ctx.onnx_order(node.inputs[1])
+        if None in w.shape.as_list():
+            raise Decline("runtime ConvTranspose weights of unknown shape")
+    spatial = w.shape.rank - 2 if isinstance(w, tf.Tensor) else w.ndim - 2
+    if spatial not in (1, 2):
+        raise Decline(f"{spatial}-D ConvTranspose")
+    group = int(node.attrs["group"])
+    if "output_shape" in node.attrs:
+        raise Decline("ConvTranspose with output_shape")
+    auto = node.attrs["auto_pad"]
+    if auto not in ("NOTSET", "VALID"):
+        raise Decline(f"ConvTranspose auto_pad {auto}")
+    strides = list(node.attrs.get("strides", [1] * spatial))
+    dil = list(node.attrs.get("dilations", [1] * spatial))
+    pads = [0] * (2 * spatial) if auto == "VALID" else list(node.attrs.get("pads", [0] * (2 * spatial)))
+    out_pad = list(node.attrs.get("output_padding", [0] * spatial))
+    x = ctx.channels_last(node.inputs[0])
+    if spatial == 1:
+        x, w = tf.expand_dims(x, 1), (tf.expand_dims(w, 2) if isinstance(w, tf.Tensor) else w[:, :, None, :])
+        strides, dil, pads, out_pad = [1] + strides, [1] + dil, [0, pads[0], 0, pads[1]], [0] + out_pad
+    if any(d != 1 for d in dil):  # spread the kernel with zeros: the CPU kernel has no dilated backprop
+        if isinstance(w, tf.Tensor):
+            raise Decline("dilated ConvTranspose with runtime weights")
+        spread = np.zeros((*w.shape[:2], *[(k - 1) * d + 1 for k, d in zip(w.shape[2:], dil)]), w.dtype)
+        spread[:, :, ::dil[0], ::dil[1]] = w
+        w = spread
+    sizes = x.shape.as_list()[1:3]
+    if None in sizes:
+        raise Decline("ConvTranspose over a dynamic spatial size")
+    kernel = [int(k) for k in w.shape[2:]]
+    full = [s * (n - 1) + k for s, n, k in zip(strides, sizes, kernel)]
+    batch = ctx.graph.values[node.inputs[0]].shape
+    b = batch[0] if batch else None
+    if isinstance(b, str):
+        b = ctx.sym_value(ctx.graph.sym(b))
+    elif isinstance(b, Sym):
+        b = ctx.sym_value(b)
+    elif b is None:
+        b = tf.shape(x, out_type=tf.int64)[0]
+    else:
+        b = tf.constant(int(b), tf.int64)
+    out_sizes = tf.cast(tf.stack([b] + [tf.constant(v, tf.int64) for v in full + [int(w.shape[1])]]), tf.int32)
+    # one backprop per group: W is [Cin, Cout/group, kH, kW], split along Cin
+    runtime = isinstance(w, tf.Tensor)
+    parts = tf.split(w, group, axis=0) if runtime else np.split(w, group, axis=0)
+    xs = tf.split(x, group, axis=-1) if group > 1 else [x]
+    ys = [tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=out_sizes, out_backprop=xg, strides=[1, *strides, 1], padding="VALID",
+        filter=tf.transpose(wg, (2, 3, 1, 0)) if runtime else tf.constant(np.transpose(wg, (2, 3, 1, 0))))
+        for xg, wg in zip(xs, parts)]
+    y = ys[0] if group == 1 else tf.concat(ys, axis=-1)
+    begin, end = pads[:2], pads[2:]
+    crop = [slice(None)] + [slice(bg, f - max(e - op, 0)) for bg, e, op, f in zip(begin, end, out_pad, full)]
+    y = y[tuple(crop + [slice(None)])]
+    extra = [max(op - e, 0) for e, op in zip(end, out_pad)]
+    if any(extra):
+        y = tf.pad(y, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]])
+    if len(node.inputs) > 2 and node.inputs[2]:
+        y = tf.nn.bias_add(y, tf.cast(ctx.onnx_order(node.inputs[2]), y.dtype))
+    if spatial == 1:
+        y = tf.squeeze(y, [1])
+    ctx.set(node.outputs[0], y, channels_last(spatial + 2))
+

@@ -144,10 +144,15 @@ def _hardmax(x: tf.Tensor, axis: int) -> tf.Tensor:
 
 @op("CumSum", since=11)
 def cumsum(ctx: EmitContext, node: Node) -> None:
-    """TF's Cumsum has ONNX's exclusive and reverse; it runs on the stored layout, with the axis mapped into it."""
+    """TF's Cumsum has ONNX's exclusive and reverse. A constant axis runs on the stored layout, mapped into it; an
+    axis fed at run time runs on ONNX's order."""
+    flags = {"exclusive": bool(node.attrs["exclusive"]), "reverse": bool(node.attrs["reverse"])}
+    if runtime_input(ctx, node, 1):
+        axis = tf.reshape(ctx.onnx_order(node.inputs[1]), [])
+        ctx.set(node.outputs[0], tf.raw_ops.Cumsum(x=ctx.onnx_order(node.inputs[0]), axis=axis, **flags))
+        return
     x = ctx.raw(node.inputs[0])
     perm = ctx.perm(node.inputs[0]) or tuple(range(x.shape.rank))
     axis = int(np.asarray(ctx.static(node.inputs[1])).ravel()[0]) % x.shape.rank
-    y = tf.raw_ops.Cumsum(x=x, axis=tf.constant(perm.index(axis), tf.int32), exclusive=bool(node.attrs["exclusive"]),
-                          reverse=bool(node.attrs["reverse"]))
+    y = tf.raw_ops.Cumsum(x=x, axis=tf.constant(perm.index(axis), tf.int32), **flags)
     ctx.set(node.outputs[0], y, ctx.perm(node.inputs[0]))
