@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 from graphport.errors import UnsupportedModel
 from graphport.ir.attrs import decode_attrs
 from graphport.ir.graph import Graph, Node, Value
+from graphport.ir.symbolic import Sym
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
 MAX_UNROLL = 1024  # trip counts above this would make the flat graph too large to load quickly
@@ -188,7 +189,8 @@ def _input_deps(graph: Graph, producers: dict[str, Node], names: list[str]) -> t
     """(graph inputs whose values reach `names`, symbolic input dims that reach them only through Shape/Size).
     A dim that leads an input (the batch) is named only when no other dim is."""
     seen, values, stack = set(), set(), [(n, False) for n in names if n]
-    shaped: set[str] = set()
+    shaped: set[str] = set()  # inputs whose shape reaches `names`
+    exact: set[str] = set()  # dims seen in shapes folded already
     while stack:
         name, via_shape = stack.pop()
         if (name, via_shape) in seen:
@@ -196,10 +198,26 @@ def _input_deps(graph: Graph, producers: dict[str, Node], names: list[str]) -> t
         seen.add((name, via_shape))
         if name in graph.inputs:
             (shaped if via_shape else values).add(name)
+        elif graph.const(name) is not None:  # a folded shape: `Shape(x)[1]` is the symbol `sequence`
+            exact.update(s for s in _symbols_in(graph.const(name)) if s in graph.symbols)
         elif name in producers:
             node = producers[name]
             sized = via_shape or node.op_type in ("Shape", "Size")
             stack.extend((i, sized) for i in node.inputs if i)
-    dims = [s for s, (src, _) in graph.symbols.items() if src in shaped]
+    dims = [s for s, (src, _) in graph.symbols.items() if src in shaped or s in exact]
     leading = {s for s, (_, axis) in graph.symbols.items() if axis == 0}
     return sorted(values), [d for d in dims if d not in leading] or dims
+
+
+def _symbols_in(arr: np.ndarray) -> set[str]:
+    """Input dim names inside a folded shape value (object arrays of `Sym`), derived atoms followed to their roots."""
+    found: set[str] = set()
+    stack = [v for v in arr.ravel() if isinstance(v, Sym)] if arr.dtype == object else []
+    while stack:
+        for mono in stack.pop().terms:
+            for atom in mono:
+                if atom.source is not None:
+                    found.add(atom.name)
+                elif atom.arg is not None:
+                    stack.append(atom.arg)
+    return found

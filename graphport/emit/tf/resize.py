@@ -20,6 +20,7 @@ import tensorflow as tf
 from graphport.emit.tf.context import EmitContext, opt_input
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import op
+from graphport.emit.tf.tensor import ir_dim
 from graphport.ir.graph import Node
 from graphport.ir.symbolic import Sym
 from graphport.passes.infer import canonical
@@ -128,8 +129,10 @@ def _plan(ctx: EmitContext, node: Node, x: tf.Tensor, perm: tuple, targets: Targ
     runtime_shape = None
     plan = []
     for i, a in enumerate(axes):
-        size = shape[a]
-        if size is None:
+        size = shape[a] if shape[a] is not None else ir_dim(ctx, node.inputs[0], a)
+        if isinstance(size, Sym):  # computed from the graph input's one Shape read
+            size = tf.cast(ctx.sym_value(size), tf.float64)
+        elif size is None:
             runtime_shape = tf.shape(x, out_type=tf.int64) if runtime_shape is None else runtime_shape
             size = tf.cast(runtime_shape[perm.index(a)], tf.float64)
         if sizes is not None and isinstance(sizes[i], tuple):
