@@ -16,7 +16,7 @@ import onnx
 from graphport import model_json
 from graphport.artifacts import write_pb, write_saved_model
 from graphport.atomic import output_lock, replace_dir, staging_dir
-from graphport.dim_sizes import plan_sizes
+from graphport.dim_sizes import DimPlan, plan_sizes
 from graphport.emit.tf import build_graph_def
 from graphport.emit.tf.batchdeps import batch_dependencies
 from graphport.errors import GraphportError, OutputExists
@@ -90,12 +90,12 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
         proto = fix_dims(fix_inputs(proto, pins.inputs), pins.dims)
         onnx_bytes = proto.SerializeToString()
     graph = to_ir(proto)
-    dim_sizes = []
+    dims = DimPlan()
     if verify_outputs:  # a valid model: TF's import in the workers overlaps with optimising and emitting here
         for setting in ONEDNN_SETTINGS:
             worker(setting)
         specs = [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
-        dim_sizes = plan_sizes(onnx_bytes, specs, pins.verify_dims)
+        dims = plan_sizes(onnx_bytes, specs, pins.verify_dims)
     onnx_ops = graph.census()
     graph = optimize(graph)
     emitted = build_graph_def(graph)
@@ -106,11 +106,11 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
         with ThreadPoolExecutor(1) as pool:
             saving = pool.submit(write_saved_model, emitted, graph, tmp / "saved_model")
             result = verify(onnx_bytes, graph, emitted.graph_def, (emitted.inputs, emitted.outputs), batch_sizes,
-                            atol, rtol, dim_sizes=dim_sizes) if verify_outputs else None
+                            atol, rtol, dims=dims) if verify_outputs else None
             names = saving.result()
         report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result, warnings=_doctor_warnings(tmp))
         report.seconds = time.perf_counter() - start
-        report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report, pins, dim_sizes)
+        report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report, pins, dims)
         if not report.ok:
             if keep_failed:
                 replace_dir(tmp, out.with_name(out.name + ".failed"))
@@ -128,7 +128,7 @@ def _doctor_warnings(out: Path) -> list[str]:
 
 
 def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto,
-                    report: ConversionReport, pins: Pins, dim_sizes: list[dict[str, int]]) -> dict:
+                    report: ConversionReport, pins: Pins, dims: DimPlan) -> dict:
     def io(name: str, tf_op: str, sm: dict) -> dict:
         v = graph.values.get(name)
         return model_json.endpoint(name, str(v.dtype) if v and v.dtype is not None else None,
@@ -139,7 +139,8 @@ def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, pr
                    "producer": f"{proto.producer_name} {proto.producer_version}".strip()},
         "symbols": {s: {"input": i, "axis": a} for s, (i, a) in graph.symbols.items()},
         "fixed": {"inputs": {k: np.asarray(v).tolist() for k, v in pins.inputs.items()}, "dims": pins.dims},
-        "verified_dim_sizes": dim_sizes,
+        "verified_dim_sizes": dims.sizes,
+        "batch_like_dims": dims.batch_like,
         "saved_model": {"signature": "serving_default", "tags": ["serve"]},
         "onnx_op_census": report.onnx_ops,
         "op_census": report.tf_ops,

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from graphport.dim_sizes import DimPlan
 from graphport.errors import GraphportError
 from graphport.ir.graph import Graph
 from graphport.runtime.feeds import batch_symbols, seeded_feeds
@@ -95,20 +96,21 @@ def compare(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float,
 def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dict],
            batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, atol: float = 1e-4, rtol: float = 1e-3,
            seed: int = 0, settings: tuple[bool, ...] = ONEDNN_SETTINGS,
-           dim_sizes: list[dict[str, int]] | None = None) -> VerifyResult:
+           dims: DimPlan | None = None) -> VerifyResult:
     """Compare the GraphDef (fed and fetched through `tf_names` = (inputs, outputs) op maps) with ORT.
 
-    `dim_sizes` (graphport.dim_sizes.plan_sizes) sizes the free symbolic dims: every batch size runs at the first
+    `dims` (graphport.dim_sizes.plan_sizes) sizes the free symbolic dims: every batch size runs at the first size
     set, the two smallest batch sizes at each further set."""
+    dims = dims or DimPlan()
     specs = [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
-    batch = batch_symbols(specs)
+    batch = batch_symbols(specs) | set(dims.batch_like)
     in_axes = {n: _batch_axis(graph.values[n].shape, batch) for n in graph.inputs}
     out_axes = {n: _batch_axis(graph.values[n].shape if n in graph.values else None, batch) for n in graph.outputs}
     batched = any(a is not None for a in in_axes.values())
     sizes = tuple(batch_sizes) if batched else tuple(batch_sizes[:1])
-    variants = dim_sizes or [{}]
+    variants = dims.sizes or [{}]
     cases = [(b, 0) for b in sizes] + [(b, v) for v in range(1, len(variants)) for b in sorted(sizes)[:2]]
-    feeds = {(b, v): seeded_feeds(specs, b, seed + b + 1000 * v, variants[v]) for b, v in cases}
+    feeds = {(b, v): seeded_feeds(specs, b, seed + b + 1000 * v, dims.dims(v, b)) for b, v in cases}
     big = (max(sizes), 0)
     rows = sorted({0, big[0] - 1}) if batched and big[0] > 1 else []
     singles = {r: {k: _rows(x, in_axes[k], r, r + 1) for k, x in feeds[big].items()} for r in rows}
