@@ -2,6 +2,11 @@
 
 The SavedModel's single function imports the frozen GraphDef, so its weights are `Const`s inside the function:
 no variables and no weights as function arguments (the form that loads fast in old C API hosts, docs/background.md §1).
+
+A graph with a v1 While loop (a recurrent layer over a dynamic length) is saved as a TF1 SavedModel instead: the
+graph itself in the MetaGraph, with a serving signature. Inside a function, libtensorflow 2.5 refuses v1 loops
+("has inputs from different frames"); as a plain graph it loads them at once. TF2 loads it too, through
+`loaded.signatures["serving_default"]` (a TF1 SavedModel is not callable itself).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ def save_flat_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: 
     from what was written: {"inputs": {op: tensor}, "outputs": {op: tensor}}.
     """
     keys = keys or [py_identifier(o) for o in outputs]
+    if V1_LOOP_OPS & {n.op for n in graph_def.node}:
+        return _save_v1_saved_model(graph_def, inputs, outputs, path, keys)
     args = [spec.name for spec in inputs.values()]
     input_map_keys = [f"{op}:0" for op in inputs]
     fetches = [f"{op}:0" for op in outputs]
@@ -56,6 +63,24 @@ def save_flat_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: 
     sig = sm.meta_graphs[0].signature_def["serving_default"]
     return {"inputs": {op: sig.inputs[a].name for op, a in zip(inputs, args)},
             "outputs": {op: sig.outputs[k].name for op, k in zip(outputs, keys)}}
+
+
+V1_LOOP_OPS = {"Enter", "Exit", "NextIteration", "LoopCond"}
+
+
+def _save_v1_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: list[str], path: Path,
+                         keys: list[str]) -> dict:
+    """The graph as it is, in a TF1 SavedModel with a `serving_default` signature and no variables."""
+    with tf.Graph().as_default() as g:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        sig = tf.compat.v1.saved_model.predict_signature_def(
+            {spec.name: g.get_tensor_by_name(f"{op}:0") for op, spec in inputs.items()},
+            {k: g.get_tensor_by_name(f"{op}:0") for op, k in zip(outputs, keys)})
+        with tf.compat.v1.Session(graph=g) as sess:
+            builder = tf.compat.v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig})
+            builder.save()
+    return {"inputs": {op: f"{op}:0" for op in inputs}, "outputs": {op: f"{op}:0" for op in outputs}}
 
 
 def write_saved_model(emitted: Emitted, graph: Graph, path: Path) -> dict:

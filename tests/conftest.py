@@ -1,4 +1,4 @@
-"""Shared fixtures. Long runs (the full-size seed model) are opt-in with --run-slow.
+"""Shared fixtures. Long runs are opt-in: the full-size seed model with --run-slow, the whole zoo with --run-zoo.
 
 TF_ENABLE_ONEDNN_OPTS is left as the environment has it (unset, =1 or =0 must all pass): conversion verifies both
 settings in worker processes whatever it is, and tests that load TF in this process run the host's setting.
@@ -13,15 +13,17 @@ import pytest
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="run the long, opt-in tests")
+    parser.addoption("--run-zoo", action="store_true", help="run the whole architecture zoo (writes docs/zoo.md)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="opt-in long run: pass --run-slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    for marker, option in (("slow", "--run-slow"), ("zoo", "--run-zoo")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"opt-in long run: pass {option}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 # Hypothesis profiles for tests/test_fuzz.py: `ci` is the default (fixed seed, >= 2,000 cases in all);

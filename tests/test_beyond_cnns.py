@@ -108,8 +108,7 @@ def _lstm_model(peep=False, acts=None, seq="T"):
 
 
 @pytest.mark.parametrize("kw, reason", [({"peep": True}, "peepholes"),
-                                        ({"acts": ["HardSigmoid", "Tanh", "Tanh"]}, "HardSigmoid"),
-                                        ({"seq": "time"}, "sequence length known only at run time")])
+                                        ({"acts": ["HardSigmoid", "Tanh", "Tanh"]}, "HardSigmoid")])
 def test_recurrent_declines(tmp_path, kw, reason):
     with pytest.raises(UnsupportedModel, match=reason):
         graphport.convert(_lstm_model(**kw), tmp_path / "out")
@@ -118,6 +117,15 @@ def test_recurrent_declines(tmp_path, kw, reason):
 def test_lstm_plain_node_matches(tmp_path):
     """The same hand-built node without the declined feature converts, so the declines above are precise."""
     convert_ok(_lstm_model(), tmp_path / "out")
+
+
+def test_lstm_over_a_dynamic_length_runs_in_a_v1_loop(tmp_path):
+    """A length known only at run time: a v1 While loop (no functions), verified at two lengths
+    (tests/test_dynamic_dims.py loads such models in Essentia)."""
+    report = graphport.convert(_lstm_model(seq="time"), tmp_path / "out", batch_sizes=BATCHES)
+    assert report.ok, report.verification.to_json()
+    assert {"Enter", "Exit", "LoopCond"} <= set(report.tf_ops) and "While" not in report.tf_ops
+    assert len({c.dims["time"] for c in report.verification.checks}) == 2
 
 
 # ---- raw waveform -----------------------------------------------------------------------------------------------

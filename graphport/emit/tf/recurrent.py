@@ -1,14 +1,22 @@
-"""LSTM, GRU and RNN, unrolled over a sequence length known at conversion time.
+"""LSTM, GRU and RNN: unrolled over a sequence length known at conversion time, a v1 While loop over one known only
+at run time.
 
-Unrolling keeps the graph flat (no While loop, no functions), which is what old C API hosts load fastest; the
-input projection of all time steps is one MatMul, and each step adds one small MatMul for the recurrence. A
-sequence length known only at run time is declined (see docs/beyond_cnns.md for why not a While loop).
+Unrolling keeps the graph flat (no loop, no functions), which is what old C API hosts load fastest; the input
+projection of all time steps is one MatMul, and each step adds one small MatMul for the recurrence. A dynamic
+length needs a loop: TF's v1 control flow (Enter/Merge/Switch/NextIteration/Exit over a TensorArray) is plain graph
+nodes, no functions, and Essentia's libtensorflow 2.5 loads such an LSTM in 8 ms and runs it at any length
+(docs/dynamic_dims.md). TF 2.x builds v2 loops (a `While` op with body functions) unless told otherwise, so the loop
+is built with v2 control flow switched off for its duration.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from functools import partial
+
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 from graphport.emit.tf.context import EmitContext, opt_input
 from graphport.emit.tf.decline import Decline
@@ -42,10 +50,7 @@ def _sequence(ctx: EmitContext, node: Node, batch_first: bool) -> tuple[tf.Tenso
     x = ctx.raw(name) if perm[2] == 2 else ctx.onnx_order(name)
     perm = perm if perm[2] == 2 else (0, 1, 2)
     time_axis = perm.index(1 if batch_first else 0)
-    steps = x.shape[time_axis]
-    if steps is None:
-        raise Decline("a sequence length known only at run time (unrolling needs it fixed; see docs/beyond_cnns.md)")
-    return x, time_axis, steps
+    return x, time_axis, x.shape[time_axis]
 
 
 def _check_lengths(ctx: EmitContext, node: Node, steps: int) -> None:
@@ -55,7 +60,7 @@ def _check_lengths(ctx: EmitContext, node: Node, steps: int) -> None:
     arr = ctx.const(lens)
     if arr is None or arr.dtype == object:
         raise Decline("sequence_lens given at run time (per-example lengths)")
-    if np.any(arr != steps):
+    if steps is None or np.any(arr != steps):
         raise Decline("sequence_lens shorter than the sequence (per-example lengths)")
 
 
@@ -95,23 +100,61 @@ def recurrent(ctx: EmitContext, node: Node) -> None:
     feats = x.shape[-1]
     flat = tf.reshape(x, [-1, feats]) if feats is not None else tf.reshape(x, [-1, tf.shape(x)[-1]])
     proj = tf.nn.bias_add(tf.raw_ops.MatMul(a=flat, b=w_all), in_bias)
-    dims = [d if d is not None else -1 for d in x.shape.as_list()[:2]] + [dirs * gates * hidden]
-    proj = tf.unstack(tf.reshape(proj, dims), num=steps, axis=time_axis)
+    lead = x.shape.as_list()[:2]
+    dims = [d if d is not None else -1 for d in lead] + [dirs * gates * hidden]
+    proj = tf.reshape(proj, dims if lead.count(None) <= 1 else tf.concat([tf.shape(x)[:2], dims[2:]], 0))
     outs, last_h, last_c = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
-        rt, rb = rts[d], rbs[d]
         h = _state(ctx, opt_input(node, 5), d, batch_first)
         c = _state(ctx, opt_input(node, 6), d, batch_first) if kind == "LSTM" else None
-        ys: list[tf.Tensor] = [None] * steps  # type: ignore[list-item]
-        for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-            xg = proj[t][:, d * gates * hidden:(d + 1) * gates * hidden] if dirs > 1 else proj[t]
-            h, c = _step(kind, acts[d], xg, h, c, rt, rb, hidden, clip, lbr)
-            ys[t] = h
+        step = partial(_step, kind, acts[d], rt=rts[d], rb=rbs[d], hidden=hidden, clip=clip, lbr=lbr)
+        cols = slice(d * gates * hidden, (d + 1) * gates * hidden) if dirs > 1 else slice(None)
+        run = _unrolled if steps is not None else _looped
+        ys, h, c = run(proj, time_axis, steps, cols, step, h, c, reverse, hidden)
         outs.append(ys)
         last_h.append(h)
         last_c.append(c)
     _outputs(ctx, node, outs, last_h, last_c, batch_first)
+
+
+def _unrolled(proj: tf.Tensor, time_axis: int, steps: int, cols: slice, step, h, c, reverse: bool, hidden: int):
+    """One direction over a known length: the steps as separate ops; Y as [T, B, H]."""
+    xs = tf.unstack(proj, num=steps, axis=time_axis)
+    ys: list[tf.Tensor] = [None] * steps  # type: ignore[list-item]
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        h, c = step(xs[t][:, cols], h, c)
+        ys[t] = h
+    return tf.stack(ys), h, c
+
+
+@contextmanager
+def _v1_control_flow():
+    """Build v1 loops (and v1 TensorArrays) while inside: TF 2.x reads this module flag at each call."""
+    saved = control_flow_util.ENABLE_CONTROL_FLOW_V2
+    control_flow_util.ENABLE_CONTROL_FLOW_V2 = False
+    try:
+        yield
+    finally:
+        control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved
+
+
+def _looped(proj: tf.Tensor, time_axis: int, steps: None, cols: slice, step, h, c, reverse: bool, hidden: int):
+    """One direction over a length known only at run time: a v1 While loop writing a TensorArray; Y as [T, B, H]."""
+    xs = tf.transpose(proj[..., cols], (1, 0, 2)) if time_axis == 1 else proj[..., cols]
+    length, batch = tf.shape(xs)[0], tf.shape(xs)[1]
+    zeros = tf.zeros(tf.stack([batch, hidden]), proj.dtype)
+    h0, c0 = (zeros if v is None else v for v in (h, c))
+    with _v1_control_flow():
+        ys = tf.TensorArray(proj.dtype, size=length, element_shape=tf.TensorShape([None, hidden]))
+
+        def body(t, h, c, ys):
+            i = length - 1 - t if reverse else t
+            h, c = step(xs[i], h, c)
+            return t + 1, h, c if c is not None else c0, ys.write(i, h)
+
+        _, h, c, ys = tf.compat.v1.while_loop(lambda t, *_: t < length, body, [tf.constant(0), h0, c0, ys])
+        return ys.stack(), h, c
 
 
 def _weights(ctx: EmitContext, node: Node, gates: int, dirs: int, hidden: int):
@@ -140,7 +183,7 @@ def _weights(ctx: EmitContext, node: Node, gates: int, dirs: int, hidden: int):
     return const(w_all), const(bias), [const(tr(r[d])) for d in range(dirs)], rbs
 
 
-def _step(kind: str, act: list, xg: tf.Tensor, h, c, rt: tf.Tensor, rb, hidden: int, clip, lbr: bool):
+def _step(kind: str, act: list, xg: tf.Tensor, h, c, *, rt: tf.Tensor, rb, hidden: int, clip, lbr: bool):
     """One time step; h and c are None for a zero initial state (the recurrent MatMul is skipped)."""
     def cl(v):
         return tf.clip_by_value(v, -clip, clip) if clip is not None else v
@@ -174,10 +217,10 @@ def _step(kind: str, act: list, xg: tf.Tensor, h, c, rt: tf.Tensor, rb, hidden: 
 
 
 def _outputs(ctx: EmitContext, node: Node, outs, last_h, last_c, batch_first: bool) -> None:
-    """Y is [T, dirs, B, H] (layout 1: [B, T, dirs, H]); Y_h and Y_c are [dirs, B, H] ([B, dirs, H])."""
+    """`outs` holds Y per direction as [T, B, H]. Y is [T, dirs, B, H] (layout 1: [B, T, dirs, H]); Y_h and Y_c are [dirs, B, H] ([B, dirs, H])."""
     names = list(node.outputs) + ["", "", ""]
     if names[0]:
-        per_dir = [tf.stack(ys, axis=1 if batch_first else 0) for ys in outs]
+        per_dir = [tf.transpose(ys, (1, 0, 2)) if batch_first else ys for ys in outs]
         ctx.set(names[0], tf.stack(per_dir, axis=2 if batch_first else 1))
     for name, states in ((names[1], last_h), (names[2], last_c)):
         if name:
