@@ -157,7 +157,7 @@ TIMM = {
     "mambaout": _timm("mambaout_femto"),
     "coatnet": _timm("coatnet_nano_rw_224", img_size=64),
     "efficientvit": _timm("efficientvit_b0"),
-    "tiny_vit": _timm("tiny_vit_5m_224", img_size=64),
+    "tiny_vit": _timm("tiny_vit_5m_224"),
     # vision transformers
     "vit": _timm("vit_tiny_patch16_224", img_size=64),
     "deit": _timm("deit_tiny_patch16_224", img_size=64),

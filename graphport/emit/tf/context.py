@@ -71,8 +71,12 @@ class EmitContext:
             arr = self.const(name)
             if arr is None:
                 raise KeyError(name)
-            self.tensors[name] = self.materialize(arr, tf_name(name)) if arr.dtype == object else \
-                tf.constant(arr, name=self.op_name(name))
+            if arr.dtype == object:  # shape arithmetic; a Cast to float keeps the `Sym`s but not their type
+                t = self.materialize(arr, tf_name(name))
+                dtype = self.graph.values[name].dtype if name in self.graph.values else None
+                self.tensors[name] = tf.cast(t, dtype) if dtype is not None and dtype != np.int64 else t
+            else:
+                self.tensors[name] = tf.constant(arr, name=self.op_name(name))
             self.perms[name] = None
         return self.tensors[name]
 

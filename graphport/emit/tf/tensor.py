@@ -233,7 +233,9 @@ def slice_1(ctx: EmitContext, node: Node) -> None:
 
 @op("Slice", since=10)
 def slice_(ctx: EmitContext, node: Node) -> None:
-    if any(runtime_input(ctx, node, k) for k in range(1, 5)):
+    symbolic = any(opt_input(node, k) and ctx.const(node.inputs[k]).dtype == object for k in range(1, 5)
+                   if not runtime_input(ctx, node, k))
+    if symbolic or any(runtime_input(ctx, node, k) for k in range(1, 5)):  # e.g. ends = min(T, T') from Shapes
         ctx.set(node.outputs[0], _runtime_slice(ctx, node, ctx.onnx_order(node.inputs[0])))
         return
     starts, ends = (list(ctx.static(node.inputs[k]).ravel()) for k in (1, 2))
