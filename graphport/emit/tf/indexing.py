@@ -1,0 +1,1 @@
+"""Indexing ops: gathers and scatters by index tensors, TopK, NonZero, OneHot, Trilu and friends."""

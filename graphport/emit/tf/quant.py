@@ -1,0 +1,1 @@
+"""Quantized ops, computed as ONNX Runtime computes them (round half to even, saturation)."""
