@@ -85,3 +85,91 @@ def layer_norm(ctx: EmitContext, node: Node) -> None:
         if name:
             ctx.set(name, t)
     ctx.set(node.outputs[0], y)
+
+
+def _group_stats(ctx: EmitContext, node: Node) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """x reshaped to [N, G, rest] (rest = C/G * spatial), normalised over `rest`, and the shape to restore."""
+    x = ctx.onnx_order(node.inputs[0])
+    groups = int(node.attrs["num_groups"])
+    dims = x.shape.as_list()
+    rest = int(np.prod(dims[1:])) // groups if None not in dims[1:] else -1
+    grouped = tf.reshape(x, [-1 if dims[0] is None else dims[0], groups, rest]) if rest != -1 or dims[0] is not None \
+        else tf.reshape(x, tf.stack([tf.shape(x)[0], groups, -1]))
+    mean, var = tf.nn.moments(grouped, axes=[2], keepdims=True)
+    normed = (grouped - mean) * tf.math.rsqrt(var + tf.constant(node.attrs["epsilon"], x.dtype))
+    return x, normed, tf.shape(x) if None in dims else dims
+
+
+@op("GroupNormalization", since=18)
+def group_norm_18(ctx: EmitContext, node: Node) -> None:
+    """GroupNormalization-18: scale and bias hold one value per group."""
+    x, normed, shape = _group_stats(ctx, node)
+    scale, bias = (tf.reshape(tf.cast(ctx.onnx_order(n), x.dtype), [1, -1, 1]) for n in node.inputs[1:3])
+    ctx.set(node.outputs[0], tf.reshape(normed * scale + bias, shape))
+
+
+@op("GroupNormalization", since=21)
+def group_norm(ctx: EmitContext, node: Node) -> None:
+    """GroupNormalization-21: statistics per group, scale and bias per channel."""
+    x, normed, shape = _group_stats(ctx, node)
+    rank = x.shape.rank
+    scale, bias = (tf.reshape(tf.cast(ctx.onnx_order(n), x.dtype), [1, -1] + [1] * (rank - 2))
+                   for n in node.inputs[1:3])
+    ctx.set(node.outputs[0], tf.reshape(normed, shape) * scale + bias)
+
+
+@op("RMSNormalization", since=23)
+def rms_norm(ctx: EmitContext, node: Node) -> None:
+    """x / sqrt(mean(x^2 over the axes from `axis` on) + epsilon) * scale, in float32 when stash_type asks."""
+    x = ctx.onnx_order(node.inputs[0])
+    rank = x.shape.rank
+    axis = node.attrs["axis"] % rank
+    work = tf.cast(x, tf.float32) if node.attrs["stash_type"] == 1 and x.dtype != tf.float64 else x
+    ms = tf.reduce_mean(tf.square(work), axis=list(range(axis, rank)), keepdims=True)
+    y = tf.cast(work * tf.math.rsqrt(ms + tf.constant(node.attrs["epsilon"], work.dtype)), x.dtype)
+    ctx.set(node.outputs[0], y * tf.cast(ctx.onnx_order(node.inputs[1]), x.dtype))
+
+
+@op("MeanVarianceNormalization", since=9)
+def mean_variance_norm(ctx: EmitContext, node: Node) -> None:
+    """ONNX's function body, term for term: (X - E[X]) / (sqrt(E[X^2] - E[X]^2) + 1e-9)."""
+    x = ctx.onnx_order(node.inputs[0])
+    axes = [a % x.shape.rank for a in node.attrs["axes"]]
+    mean = tf.reduce_mean(x, axes, keepdims=True)
+    std = tf.sqrt(tf.reduce_mean(tf.square(x), axes, keepdims=True) - tf.square(mean))
+    ctx.set(node.outputs[0], (x - mean) / (std + tf.constant(1e-9, x.dtype)))
+
+
+@op("LpNormalization")
+def lp_norm(ctx: EmitContext, node: Node) -> None:
+    """x / ||x||_p along `axis` (p = 1 or 2); a zero norm gives zeros (ONNX-22 says so; older versions divided by 0,
+    which no exporter relies on)."""
+    x = ctx.onnx_order(node.inputs[0])
+    p = int(node.attrs["p"])
+    if p not in (1, 2):
+        raise Decline(f"LpNormalization with p={p} (ONNX allows 1 and 2)")
+    axis = node.attrs["axis"] % x.shape.rank
+    norm = tf.reduce_sum(tf.abs(x), axis, keepdims=True) if p == 1 else \
+        tf.sqrt(tf.reduce_sum(tf.square(x), axis, keepdims=True))
+    ctx.set(node.outputs[0], tf.math.divide_no_nan(x, norm))
+
+
+@op("LRN")
+def lrn(ctx: EmitContext, node: Node) -> None:
+    """Local response normalisation across channels. TF's LRN kernel takes a symmetric radius and alpha not divided
+    by size; ONNX's window is asymmetric for an even size. So the window sum is a channels-last MatMul with a 0/1
+    band matrix, exact for any size."""
+    x = ctx.channels_last(node.inputs[0])
+    channels = x.shape[-1]
+    if channels is None:
+        raise Decline("LRN over a channel count known only at run time")
+    size = int(node.attrs["size"])
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    c = np.arange(channels)
+    band = ((c[:, None] >= c[None, :] - lo) & (c[:, None] <= c[None, :] + hi)).astype(x.dtype.as_numpy_dtype)
+    flat = tf.reshape(tf.square(x), [-1, channels])
+    window = tf.reshape(tf.raw_ops.MatMul(a=flat, b=tf.constant(band)), tf.shape(x))
+    dt = x.dtype.as_numpy_dtype
+    denom = tf.pow(tf.constant(dt(node.attrs["bias"])) + tf.constant(dt(node.attrs["alpha"] / size)) * window,
+                   tf.constant(dt(node.attrs["beta"])))
+    ctx.set(node.outputs[0], x / denom, channels_last(x.shape.rank))
