@@ -9,6 +9,7 @@ from graphport.emit.tf import (  # noqa: F401
     pad,
     pool,
     quant,
+    rearrange,
     recurrent,
     reduce,
     resize,

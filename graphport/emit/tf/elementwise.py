@@ -158,8 +158,28 @@ for _name, _ufn in {
     "HardSwish": lambda x, a: x * _hard_sigmoid(x, {"alpha": 1 / 6, "beta": 0.5}),  # fixed by the spec
     "Mish": lambda x, a: x * tf.tanh(tf.nn.softplus(x)),
     "Gelu": lambda x, a: tf.nn.gelu(x, approximate=a["approximate"] == "tanh"),
+    "Swish": lambda x, a: x * tf.sigmoid(_c(x, a["alpha"]) * x),
+    "Shrink": lambda x, a: tf.where(x < _c(x, -a["lambd"]), x + _c(x, a["bias"]),
+                                    tf.where(x > _c(x, a["lambd"]), x - _c(x, a["bias"]), _c(x, 0))),
+    "BitwiseNot": lambda x, a: tf.bitwise.invert(x),
 }.items():
     op(_name)(_unary(_ufn))
+
+
+@op("BitShift", since=11)
+def bit_shift(ctx: EmitContext, node: Node) -> None:
+    """TF's shift kernels take one dtype on both sides and leave out-of-range amounts undefined; ONNX-28 defines
+    them (a negative amount, or one of the type's width or more, gives only the sign fill: -1 for a right shift
+    of a negative signed value, else 0), so those elements are selected explicitly."""
+    (x, y), perm = aligned(ctx, node.inputs)
+    y = tf.cast(y, x.dtype)
+    width = _c(x, x.dtype.size * 8)
+    valid = (y >= _c(x, 0)) & (y < width)
+    left = node.attrs["direction"] == "LEFT"
+    shifted = (tf.bitwise.left_shift if left else tf.bitwise.right_shift)(x, tf.where(valid, y, tf.zeros_like(y)))
+    fill = tf.where(x < _c(x, 0), -tf.ones_like(x), tf.zeros_like(x)) if not (x.dtype.is_unsigned or left) \
+        else tf.zeros_like(x)
+    ctx.set(node.outputs[0], tf.where(valid, shifted, fill), perm)
 
 
 @op("IsInf")

@@ -100,3 +100,15 @@ def gemm(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], y)
 
 
+
+
+@op("Det", since=11)
+def det(ctx: EmitContext, node: Node) -> None:
+    ctx.set(node.outputs[0], tf.linalg.det(ctx.onnx_order(node.inputs[0])))
+
+
+@op("Einsum", since=12)
+def einsum(ctx: EmitContext, node: Node) -> None:
+    """TF's Einsum op takes ONNX's equation syntax (explicit `->` or implicit output, `...` broadcasting)."""
+    ctx.set(node.outputs[0], tf.einsum(node.attrs["equation"].replace(" ", ""),
+                                       *[ctx.onnx_order(i) for i in node.inputs]))

@@ -93,3 +93,26 @@ def global_pool(ctx: EmitContext, node: Node) -> None:
     axes = list(range(1, x.shape.rank - 1))
     fn = tf.reduce_mean if node.op_type == "GlobalAveragePool" else tf.reduce_max
     ctx.set(node.outputs[0], fn(x, axis=axes, keepdims=True), channels_last(x.shape.rank))
+
+
+@op("LpPool", since=11)
+def lp_pool(ctx: EmitContext, node: Node) -> None:
+    """(sum of |x|^p over each window)^(1/p): zero padding adds nothing to the sum, so it is a VALID average pool of
+    |x|^p over the zero-padded input, times the window size."""
+    x, kernel, strides, begin, end, n = _prepare(ctx, node)
+    p = float(node.attrs["p"])
+    dt = x.dtype.as_numpy_dtype
+    powered = tf.pow(tf.abs(x), tf.constant(dt(p)))
+    xp, _ = padding_mode(powered, begin, end, kernel, strides, [1] * len(kernel), same_ok=False)
+    total = _avg(_POOLS[len(kernel)][1], xp, [1, *kernel, 1], [1, *strides, 1], "VALID") * \
+        tf.constant(dt(np.prod(kernel)))
+    _finish(ctx, node, tf.pow(total, tf.constant(dt(1.0 / p))), n)
+
+
+@op("GlobalLpPool", since=2)
+def global_lp_pool(ctx: EmitContext, node: Node) -> None:
+    x = ctx.channels_last(node.inputs[0])
+    dt = x.dtype.as_numpy_dtype
+    p = float(node.attrs["p"])
+    total = tf.reduce_sum(tf.pow(tf.abs(x), tf.constant(dt(p))), axis=list(range(1, x.shape.rank - 1)), keepdims=True)
+    ctx.set(node.outputs[0], tf.pow(total, tf.constant(dt(1.0 / p))), channels_last(x.shape.rank))

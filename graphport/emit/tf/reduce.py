@@ -1,4 +1,4 @@
-"""Reductions, the CumSum scan, arg-reductions and softmax. All remap their axes into the tensor's current layout."""
+"""Reductions, the CumSum/CumProd scans, arg-reductions and softmax. All remap their axes into the tensor's current layout."""
 
 from __future__ import annotations
 
@@ -144,15 +144,25 @@ def _hardmax(x: tf.Tensor, axis: int) -> tf.Tensor:
 
 @op("CumSum", since=11)
 def cumsum(ctx: EmitContext, node: Node) -> None:
-    """TF's Cumsum has ONNX's exclusive and reverse. A constant axis runs on the stored layout, mapped into it; an
-    axis fed at run time runs on ONNX's order."""
+    """TF's Cumsum has ONNX's exclusive and reverse."""
+    _scan(ctx, node, tf.raw_ops.Cumsum)
+
+
+@op("CumProd", since=26)
+def cumprod(ctx: EmitContext, node: Node) -> None:
+    """TF's Cumprod has ONNX's exclusive and reverse."""
+    _scan(ctx, node, tf.raw_ops.Cumprod)
+
+
+def _scan(ctx: EmitContext, node: Node, kernel) -> None:
+    """A constant axis runs on the stored layout, mapped into it; an axis fed at run time runs on ONNX's order."""
     flags = {"exclusive": bool(node.attrs["exclusive"]), "reverse": bool(node.attrs["reverse"])}
     if runtime_input(ctx, node, 1):
         axis = tf.reshape(ctx.onnx_order(node.inputs[1]), [])
-        ctx.set(node.outputs[0], tf.raw_ops.Cumsum(x=ctx.onnx_order(node.inputs[0]), axis=axis, **flags))
+        ctx.set(node.outputs[0], kernel(x=ctx.onnx_order(node.inputs[0]), axis=axis, **flags))
         return
     x = ctx.raw(node.inputs[0])
     perm = ctx.perm(node.inputs[0]) or tuple(range(x.shape.rank))
     axis = int(np.asarray(ctx.static(node.inputs[1])).ravel()[0]) % x.shape.rank
-    y = tf.raw_ops.Cumsum(x=x, axis=tf.constant(perm.index(axis), tf.int32), **flags)
-    ctx.set(node.outputs[0], y, ctx.perm(node.inputs[0]))
+    ctx.set(node.outputs[0], kernel(x=x, axis=tf.constant(perm.index(axis), tf.int32), **flags),
+            ctx.perm(node.inputs[0]))
