@@ -1,6 +1,7 @@
 """TF back end: one module per op family, all registered on import."""
 
 from graphport.emit.tf import (  # noqa: F401
+    attention,
     conv,
     elementwise,
     indexing,
@@ -15,5 +16,6 @@ from graphport.emit.tf import (  # noqa: F401
     resize,
     signal,
     tensor,
+    vision,
 )
 from graphport.emit.tf.build import build_graph_def  # noqa: F401

@@ -1,0 +1,1 @@
+"""Detection and sampling ops: grid sampling, ROI pooling, non-maximum suppression, unpooling and image crops."""
