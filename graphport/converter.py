@@ -14,11 +14,8 @@ import numpy as np
 import onnx
 
 from graphport import model_json
-from graphport.artifacts import write_pb, write_saved_model
 from graphport.atomic import output_lock, replace_dir, staging_dir
 from graphport.dim_sizes import DimPlan, plan_sizes
-from graphport.emit.tf import build_graph_def
-from graphport.emit.tf.batchdeps import batch_dependencies
 from graphport.errors import GraphportError, OutputExists
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import fix_dims, fix_inputs, optimize
@@ -85,6 +82,10 @@ class Pins:
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
              atol: float, rtol: float, pins: Pins) -> ConversionReport:
     proto, onnx_bytes = load_model(model)
+    # TensorFlow is imported only now, after the model is read and validated: a bad file is refused at once.
+    from graphport.artifacts import write_pb, write_saved_model
+    from graphport.emit.tf import build_graph_def
+
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
     if pins.inputs or pins.dims:  # ORT must verify against the same specialised model
         proto = fix_dims(fix_inputs(proto, pins.inputs), pins.dims)
@@ -129,6 +130,8 @@ def _doctor_warnings(out: Path) -> list[str]:
 
 def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto,
                     report: ConversionReport, pins: Pins, dims: DimPlan) -> dict:
+    from graphport.emit.tf.batchdeps import batch_dependencies
+
     def io(name: str, tf_op: str, sm: dict) -> dict:
         v = graph.values.get(name)
         return model_json.endpoint(name, str(v.dtype) if v and v.dtype is not None else None,
