@@ -22,29 +22,31 @@ def _dims(x: tf.Tensor) -> list:
 def depth_to_space(ctx: EmitContext, node: Node) -> None:
     """DCR mode is TF's DepthToSpace on NHWC; CRD (channel-major blocks, PyTorch's pixel_shuffle) is a reshape to
     [N, H, W, C, b, b], a transpose and a reshape."""
-    x = ctx.channels_last(node.inputs[0])
-    b = int(node.attrs["blocksize"])
-    if node.attrs.get("mode", "DCR") == "DCR":
-        ctx.set(node.outputs[0], tf.nn.depth_to_space(x, b), channels_last(4))
-        return
-    n, h, w, c = _dims(x)
-    y = _reshape(x, [n, h, w, c // (b * b), b, b])
-    y = tf.transpose(y, (0, 1, 4, 2, 5, 3))
-    ctx.set(node.outputs[0], _reshape(y, [n, h * b, w * b, c // (b * b)]), channels_last(4))
+    def crd(x: tf.Tensor, b: int) -> tf.Tensor:
+        n, h, w, c = _dims(x)
+        y = tf.transpose(_reshape(x, [n, h, w, c // (b * b), b, b]), (0, 1, 4, 2, 5, 3))
+        return _reshape(y, [n, h * b, w * b, c // (b * b)])
+
+    _rearrange(ctx, node, tf.nn.depth_to_space, crd)
 
 
 @op("SpaceToDepth")
 def space_to_depth(ctx: EmitContext, node: Node) -> None:
     """DCR (ONNX's only order before SpaceToDepth-28: row offset, column offset, channel) is TF's SpaceToDepth on
     NHWC; CRD puts the channel first: reshape to [N, H/b, b, W/b, b, C], transpose, reshape."""
+    def crd(x: tf.Tensor, b: int) -> tf.Tensor:
+        n, h, w, c = _dims(x)
+        y = tf.transpose(_reshape(x, [n, h // b, b, w // b, b, c]), (0, 1, 3, 5, 2, 4))
+        return _reshape(y, [n, h // b, w // b, c * b * b])
+
+    _rearrange(ctx, node, tf.nn.space_to_depth, crd)
+
+
+def _rearrange(ctx: EmitContext, node: Node, dcr, crd) -> None:
     x = ctx.channels_last(node.inputs[0])
     b = int(node.attrs["blocksize"])
-    if node.attrs.get("mode", "DCR") == "DCR":
-        ctx.set(node.outputs[0], tf.nn.space_to_depth(x, b), channels_last(4))
-        return
-    n, h, w, c = _dims(x)
-    y = tf.transpose(_reshape(x, [n, h // b, b, w // b, b, c]), (0, 1, 3, 5, 2, 4))
-    ctx.set(node.outputs[0], _reshape(y, [n, h // b, w // b, c * b * b]), channels_last(4))
+    y = dcr(x, b) if node.attrs.get("mode", "DCR") == "DCR" else crd(x, b)
+    ctx.set(node.outputs[0], y, channels_last(4))
 
 
 def _reshape(x: tf.Tensor, dims: list) -> tf.Tensor:
