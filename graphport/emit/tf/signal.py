@@ -5,8 +5,9 @@ float64), which transform the innermost axis of a complex tensor. ONNX instead k
 (real, imag) axis and lets the transform run over any other axis, so a DFT becomes: pair -> complex, swap the
 signal axis innermost, transform, swap back, complex -> pair. Sizes known at conversion time stay Python ints and
 numpy constants; sizes fed at run time (ONNX's conformance tests feed every input) are computed in-graph by the
-same formulas. Window and MelWeightMatrix nodes whose inputs are all constant never reach these handlers: the
-constant-folding pass evaluates them with ONNX's reference, so here they are built from runtime sizes only.
+same formulas. Window and MelWeightMatrix nodes whose inputs are all constant do not reach these handlers: the
+constant-folding pass (passes/fold) evaluates them with ONNX's reference, so here they are built from runtime
+sizes only.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _out_dtype(node: Node) -> tf.DType:
 
 # ---- windows ----------------------------------------------------------------------------------------------------
 # Each ONNX window is the cosine sum a0 - a1 cos(2 pi n / N) + a2 cos(4 pi n / N). Hamming's a0 is 25/46, as ONNX
-# and ONNX Runtime define it (the equiripple optimum), not the rounded 0.54 of numpy and torch.
+# and ONNX Runtime define it (Hamming's value that cancels the first sidelobe), not the rounded 0.54 of numpy and
+# torch.
 _WINDOWS = {"HannWindow": (0.5, 0.5, 0.0), "HammingWindow": (25 / 46, 21 / 46, 0.0),
             "BlackmanWindow": (0.42, 0.5, 0.08)}
 
@@ -54,7 +56,7 @@ _WINDOWS = {"HannWindow": (0.5, 0.5, 0.0), "HammingWindow": (25 / 46, 21 / 46, 0
 def window(ctx: EmitContext, node: Node) -> None:
     """ONNX windows are periodic by default (N = size: the window that tiles under a hop, what STFT front ends
     use, torch's default too); periodic=0 gives the symmetric one (N = size - 1). Evaluated in float64, then cast
-    to `output_datatype`, so a float32 window is the correctly rounded one."""
+    to `output_datatype`, so a float32 window is rounded once."""
     a0, a1, a2 = _WINDOWS[node.op_type]
     size = _size(ctx, node.inputs[0])
     n = tf.cast(tf.range(size), tf.float64)
@@ -84,7 +86,7 @@ def _swap(t: tf.Tensor, a: Size, b: int) -> tf.Tensor:
 
 def _fit(t: tf.Tensor, length: Size) -> tf.Tensor:
     """`t` zero-padded or cut to `length` on its innermost axis, as ONNX's dft_length does to the signal. TF 2.5's
-    RFFT/IRFFT kernels only crop (its Python wrapper pads), so every transform gets exactly the size it needs."""
+    RFFT kernel only crops (its Python wrapper pads), so every transform gets exactly the size it needs."""
     n, rank = t.shape[-1], t.shape.rank
     if isinstance(length, int) and n is not None:
         if length <= n:
@@ -100,34 +102,38 @@ def _fourier(x: tf.Tensor, axis: Size, length: Size | None, inverse: bool, onesi
     A forward transform of a real signal is RFFT (length // 2 + 1 bins), whose DC and Nyquist bins have an exactly
     zero imaginary part (a complex FFT leaves rounding noise there); the full spectrum appends the conjugate mirror.
     onesided forward on a complex signal keeps the first length // 2 + 1 bins of the full FFT (what ONNX Runtime
-    and the reference return). onesided inverse is IRFFT: one-sided bins
-    in, a real signal of `length` (default 2 * (bins - 1)) out, with a trailing axis of 1. IFFT includes ONNX's
-    1 / length. Half-precision inputs are transformed in float32, as TF has no half FFT."""
+    and the reference return). onesided inverse is IRFFT: one-sided bins in, a real signal of `length` (default
+    2 * (bins - 1)) out, with a trailing axis of 1. IFFT includes ONNX's 1 / length. Half-precision inputs are
+    transformed in float32, as TF has no half FFT."""
     if x.shape[-1] not in (1, 2):
         raise Decline(f"a trailing (real, imag) axis of size {x.shape[-1]} (must be a static 1 or 2)")
     dtype, last = x.dtype, x.shape.rank - 2
     work = tf.float64 if dtype == tf.float64 else tf.float32
-    cplx = tf.complex128 if work == tf.float64 else tf.complex64
     x = tf.cast(x, work)
     re = _swap(x[..., 0], axis, last)
     n = _dim(re, -1)
     if length is None:
         length = 2 * (n - 1) if inverse and onesided else n
-    fft_length = tf.reshape(tf.cast(length, tf.int32), [1])
     if not inverse and x.shape[-1] == 1:
-        y = tf.raw_ops.RFFT(input=_fit(re, length), fft_length=fft_length, Tcomplex=cplx)
+        y = tf.raw_ops.RFFT(input=_fit(re, length), fft_length=_fft_length(length),
+                            Tcomplex=tf.complex128 if work == tf.float64 else tf.complex64)
         if not onesided:  # the upper bins mirror the lower ones, conjugated
             y = tf.concat([y, tf.math.conj(tf.reverse(y[..., 1:(length + 1) // 2], [-1]))], axis=-1)
     else:
         z = tf.complex(re, _swap(x[..., 1], axis, last) if x.shape[-1] == 2 else tf.zeros_like(re))
         if inverse and onesided:
-            y = tf.raw_ops.IRFFT(input=_fit(z, length // 2 + 1), fft_length=fft_length, Treal=work)
+            y = tf.raw_ops.IRFFT(input=z, fft_length=_fft_length(length), Treal=work)
         else:
             y = (tf.signal.ifft if inverse else tf.signal.fft)(_fit(z, length))
             y = y[..., :length // 2 + 1] if onesided else y
     y = _swap(y, axis, last)
     pair = y[..., None] if y.dtype == work else tf.stack([tf.math.real(y), tf.math.imag(y)], axis=-1)
     return tf.cast(pair, dtype)
+
+
+def _fft_length(length: Size) -> tf.Tensor:
+    """RFFT/IRFFT's fft_length operand: an int32 vector of one element."""
+    return tf.reshape(tf.cast(length, tf.int32), [1])
 
 
 def _dft(ctx: EmitContext, node: Node, axis: Size) -> None:
@@ -139,8 +145,14 @@ def _dft(ctx: EmitContext, node: Node, axis: Size) -> None:
     else:
         axis = tf.where(axis < 0, axis + rank, axis)
     length = _size(ctx, node.inputs[1]) if opt_input(node, 1) else None
-    y = _fourier(ctx.onnx_order(node.inputs[0]), axis, length, bool(node.attrs["inverse"]),
-                 bool(node.attrs["onesided"]))
+    inverse, onesided = bool(node.attrs["inverse"]), bool(node.attrs["onesided"])
+    if inverse and onesided and length is not None:
+        bins = ctx.shape_ints(node.inputs[0])[axis] if isinstance(axis, int) else None
+        if not isinstance(length, int) or bins is None or length // 2 + 1 != bins:
+            raise Decline("IRFFT (onesided inverse DFT) with a dft_length that does not match the input's bins "
+                          "(dft_length // 2 + 1 == bins, checked at conversion): ONNX Runtime and ONNX's reference "
+                          "pad or cut the bins differently")
+    y = _fourier(ctx.onnx_order(node.inputs[0]), axis, length, inverse, onesided)
     ctx.set(node.outputs[0], y)
 
 
@@ -212,6 +224,5 @@ def mel_weight_matrix(ctx: EmitContext, node: Node) -> None:
     j = tf.cast(tf.range(dft_length // 2 + 1), tf.float64)[:, None]
     rise = tf.where(centre > left, (j - left) / tf.maximum(centre - left, 1.0), 1.0)
     fall = (right - j) / tf.maximum(right - centre, 1.0)
-    zero = tf.zeros_like(rise)
-    w = tf.where((j >= centre) & (j < right), fall, tf.where((j >= left) & (j <= centre), rise, zero))
+    w = tf.where((j >= centre) & (j < right), fall, tf.where((j >= left) & (j <= centre), rise, 0.0))
     ctx.set(node.outputs[0], tf.cast(w, _out_dtype(node)))
