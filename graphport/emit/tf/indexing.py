@@ -22,13 +22,13 @@ _SCATTERS = {"none": tf.tensor_scatter_nd_update, "add": tf.tensor_scatter_nd_ad
              "max": tf.tensor_scatter_nd_max, "min": tf.tensor_scatter_nd_min}
 
 
-def shape_of(t: tf.Tensor) -> list[int] | tf.Tensor:
+def _shape_of(t: tf.Tensor) -> list[int] | tf.Tensor:
     """The shape as plain ints when TF knows every dim (so ranges over it stay constants), else a runtime vector."""
     dims = t.shape.as_list()
     return dims if None not in dims else tf.shape(t, out_type=tf.int64)
 
 
-def axis_range(shape: list[int] | tf.Tensor, axis: int) -> tf.Tensor:
+def _axis_range(shape: list[int] | tf.Tensor, axis: int) -> tf.Tensor:
     """0..shape[axis]-1 as int64: a constant for a static dim, a runtime Range for a dynamic one."""
     n = shape[axis]
     return tf.constant(np.arange(n), tf.int64) if isinstance(n, int) else tf.range(n)
@@ -36,7 +36,7 @@ def axis_range(shape: list[int] | tf.Tensor, axis: int) -> tf.Tensor:
 
 def _iota(shape: list[int] | tf.Tensor, rank: int, axis: int) -> tf.Tensor:
     """Every element's coordinate along `axis` of a tensor of `shape` (rank `rank`)."""
-    line = tf.reshape(axis_range(shape, axis), [-1 if d == axis else 1 for d in range(rank)])
+    line = tf.reshape(_axis_range(shape, axis), [-1 if d == axis else 1 for d in range(rank)])
     return tf.broadcast_to(line, shape)
 
 
@@ -54,7 +54,7 @@ def _element_coords(x: tf.Tensor, idx: tf.Tensor, axis: int) -> tf.Tensor:
     its (normalised) index value on `axis`. `idx` may be smaller than `x` on the other axes, as ONNX allows."""
     rank = idx.shape.rank
     idx = _wrap(idx, tf.shape(x, out_type=tf.int64)[axis])
-    shape = shape_of(idx)
+    shape = _shape_of(idx)
     return tf.stack([idx if d == axis else _iota(shape, rank, d) for d in range(rank)], axis=-1)
 
 
@@ -65,14 +65,15 @@ def _tuple_width(idx: tf.Tensor, op_type: str) -> int:
     return k
 
 
-@op("GatherElements")
+@op("GatherElements", since=11)
 def gather_elements(ctx: EmitContext, node: Node) -> None:
+    """GatherNd over each entry's full coordinates, its index on `axis` (one kernel with ScatterElements)."""
     x = ctx.onnx_order(node.inputs[0])
     axis = node.attrs["axis"] % x.shape.rank
     ctx.set(node.outputs[0], tf.gather_nd(x, _element_coords(x, _indices(ctx, node.inputs[1]), axis)))
 
 
-@op("GatherND")
+@op("GatherND", since=11)
 def gather_nd(ctx: EmitContext, node: Node) -> None:
     """GatherNd has no batch dims: for batch_dims b (an attribute from GatherND-12 on; 0 before) each index tuple
     is prefixed with its own position along the first b axes, which addresses the matching batch of `data`."""
@@ -82,7 +83,7 @@ def gather_nd(ctx: EmitContext, node: Node) -> None:
     k = _tuple_width(idx, "GatherND")
     idx = _wrap(idx, tf.shape(x, out_type=tf.int64)[b:b + k])
     if b:
-        lead = shape_of(idx)[:-1]
+        lead = _shape_of(idx)[:-1]
         rank = idx.shape.rank - 1
         idx = tf.concat([tf.stack([_iota(lead, rank, d) for d in range(b)], axis=-1), idx], axis=-1)
     ctx.set(node.outputs[0], tf.gather_nd(x, idx))
@@ -105,7 +106,7 @@ def _scatter(x: tf.Tensor, coords: tf.Tensor, updates: tf.Tensor, reduction: str
     return x * tf.reshape(factor, dims)
 
 
-@op("ScatterElements", "Scatter")
+@op("ScatterElements", since=11)
 def scatter_elements(ctx: EmitContext, node: Node) -> None:
     """Scatter (opset 9-10) is ScatterElements under its deprecated name; `reduction` exists from
     ScatterElements-16 on (add, mul), with max and min from 18; before that it is "none"."""
@@ -116,7 +117,10 @@ def scatter_elements(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], _scatter(x, coords, updates, node.attrs.get("reduction", "none")))
 
 
-@op("ScatterND")
+op("Scatter", since=9)(scatter_elements)
+
+
+@op("ScatterND", since=11)
 def scatter_nd(ctx: EmitContext, node: Node) -> None:
     """Index tuples of length k address the first k axes of `data`; `reduction` as ScatterElements."""
     x = ctx.onnx_order(node.inputs[0])
@@ -137,34 +141,25 @@ def _int_scalar(ctx: EmitContext, name: str) -> int | tf.Tensor:
     return tf.cast(tf.reshape(ctx.onnx_order(name), []), tf.int64)
 
 
-def _one_hot(ctx: EmitContext, node: Node, wrap: bool) -> None:
+@op("OneHot", since=9)
+def one_hot(ctx: EmitContext, node: Node) -> None:
+    """Indices in [-depth, -1] count back from depth; others out of range give all-off rows, as TF's OneHot does.
+    OneHot-9's text has negative indices all-off, but ONNX Runtime (the verification reference) and ONNX's own
+    reference implementation wrap them at every opset, so graphport does too."""
     idx = _indices(ctx, node.inputs[0])  # float indices truncate, as in ONNX Runtime
     depth = _int_scalar(ctx, node.inputs[1])
-    if wrap:
-        idx = _wrap(idx, depth)
+    idx = _wrap(idx, depth)
     values = tf.reshape(ctx.onnx_order(node.inputs[2]), [2])  # [off, on]
     axis = node.attrs["axis"] % (idx.shape.rank + 1)
     depth = depth if isinstance(depth, int) else tf.cast(depth, tf.int32)
     ctx.set(node.outputs[0], tf.one_hot(idx, depth, values[1], values[0], axis=axis))
 
 
-@op("OneHot", since=9)
-def one_hot_9(ctx: EmitContext, node: Node) -> None:
-    """OneHot-9: indices outside [0, depth) give all-off rows, which TF's OneHot does as is."""
-    _one_hot(ctx, node, wrap=False)
-
-
-@op("OneHot", since=11)
-def one_hot(ctx: EmitContext, node: Node) -> None:
-    """From OneHot-11, indices in [-depth, -1] count back from depth; others out of range stay all-off."""
-    _one_hot(ctx, node, wrap=True)
-
-
 def _diagonal_offsets(x: tf.Tensor) -> tf.Tensor:
     """[rows, cols] of col - row for the last two axes of `x`: which diagonal each entry sits on."""
-    shape = shape_of(x)
+    shape = _shape_of(x)
     rank = x.shape.rank
-    return axis_range(shape, rank - 1)[None, :] - axis_range(shape, rank - 2)[:, None]
+    return _axis_range(shape, rank - 1)[None, :] - _axis_range(shape, rank - 2)[:, None]
 
 
 @op("Trilu", since=14)
@@ -179,18 +174,19 @@ def trilu(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], tf.where(keep, x, tf.zeros_like(x)))
 
 
-@op("EyeLike")
+@op("EyeLike", since=9)
 def eye_like(ctx: EmitContext, node: Node) -> None:
     """Ones on diagonal k of a matrix shaped like the input: a constant when the shape is static, else compared
     ranges. `dtype` defaults to the input's element type."""
-    x = ctx.onnx_order(node.inputs[0])
-    dtype = x.dtype if "dtype" not in node.attrs else tf.as_dtype(helper.tensor_dtype_to_np_dtype(node.attrs["dtype"]))
+    name = node.inputs[0]
+    given = node.attrs.get("dtype")
+    dtype = ctx.raw(name).dtype if given is None else tf.as_dtype(helper.tensor_dtype_to_np_dtype(given))
     k = node.attrs["k"]
-    rows, cols = x.shape.as_list()
+    rows, cols = ctx.shape_ints(name)
     if rows is not None and cols is not None:
         ctx.set(node.outputs[0], tf.constant(np.eye(rows, cols, k, dtype=dtype.as_numpy_dtype)))
         return
-    ctx.set(node.outputs[0], tf.cast(tf.equal(_diagonal_offsets(x), k), dtype))
+    ctx.set(node.outputs[0], tf.cast(tf.equal(_diagonal_offsets(ctx.onnx_order(name)), k), dtype))
 
 
 @op("ReverseSequence", since=10)
@@ -201,7 +197,7 @@ def reverse_sequence(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], y)
 
 
-@op("NonZero")
+@op("NonZero", since=9)
 def non_zero(ctx: EmitContext, node: Node) -> None:
     """Where's [n, rank] coordinates, transposed to ONNX's [rank, n]. A scalar reads as one element (ONNX Runtime
     answers [1, n] for it)."""
@@ -212,7 +208,7 @@ def non_zero(ctx: EmitContext, node: Node) -> None:
     ctx.set(node.outputs[0], tf.transpose(tf.where(mask)))
 
 
-@op("Compress")
+@op("Compress", since=9)
 def compress(ctx: EmitContext, node: Node) -> None:
     """Gathers the positions where the condition holds. A condition shorter than the axis leaves the rest out;
     entries past its end are ignored (as ONNX Runtime does), so it is cut to the axis length first. With an axis
@@ -268,18 +264,28 @@ def top_k(ctx: EmitContext, node: Node) -> None:
     _top_k(ctx, node, _int_scalar(ctx, node.inputs[1]))
 
 
-MAX_SORT_COLUMNS = 64  # sorted Unique along an axis runs one stable sort per element of a slice
+MAX_SORT_COLUMNS = 64  # wider (or dynamic-width) slices are ordered by pairwise comparison instead
 
 
-def _lexsort(rows: tf.Tensor, width: int) -> tf.Tensor:
-    """The permutation sorting the rows of a [n, width] tensor lexicographically (numpy's and ONNX Runtime's order for
-    slices): stable sorts from the last column to the first. Each is a TopKV2 over the reversed keys, whose
-    lower-index-first tie rule makes it stable."""
-    order = tf.range(tf.shape(rows)[0])
-    for c in reversed(range(width)):
-        keys = _descending(tf.gather(rows[:, c], order))
-        order = tf.gather(order, tf.math.top_k(keys, tf.size(keys), sorted=True).indices)
-    return order
+def _lexsort(rows: tf.Tensor, width: int | None) -> tf.Tensor:
+    """The permutation sorting the distinct rows of a [n, width] tensor lexicographically (numpy's and ONNX
+    Runtime's order for slices). For a few columns: stable sorts from the last column to the first, each a TopKV2
+    over the reversed keys, whose lower-index-first tie rule makes it stable. Otherwise each row's rank is the
+    number of rows below it, decided at the first column where two rows differ: n * n * width comparisons, but a
+    fixed number of ops whatever the width."""
+    if rows.dtype == tf.bool:
+        rows = tf.cast(rows, tf.uint8)
+    if width is not None and width <= MAX_SORT_COLUMNS:
+        order = tf.range(tf.shape(rows)[0])
+        for c in reversed(range(width)):
+            keys = _descending(tf.gather(rows[:, c], order))
+            order = tf.gather(order, tf.math.top_k(keys, tf.size(keys), sorted=True).indices)
+        return order
+    differ = tf.cast(tf.not_equal(rows[:, None, :], rows[None, :, :]), tf.int32)
+    first = tf.argmax(differ, axis=2)  # symmetric in the two rows; 0 on the diagonal
+    at_first = tf.gather(rows, first, batch_dims=1)  # [a, b]: row a's value where rows a and b first differ
+    below = tf.cast(at_first < tf.transpose(at_first), tf.int32)  # [a, b]: row a sorts before row b
+    return tf.math.invert_permutation(tf.reduce_sum(below, axis=0))
 
 
 @op("Unique", since=11)
@@ -297,15 +303,11 @@ def unique(ctx: EmitContext, node: Node) -> None:
         moved = tf.transpose(x, [axis] + [d for d in range(x.shape.rank) if d != axis]) if axis else x
         rows = tf.reshape(moved, tf.stack([tf.shape(moved, out_type=tf.int64)[0], -1]))
         rows.set_shape([None, int(np.prod(moved.shape[1:])) if moved.shape[1:].is_fully_defined() else None])
-    width = rows.shape[1]
-    if node.attrs["sorted"] and (width is None or width > MAX_SORT_COLUMNS):
-        raise Decline(f"sorted Unique over slices of {width or 'unknown'} elements (at most {MAX_SORT_COLUMNS}: "
-                      "one stable sort runs per element)")
     y, inverse, counts = tf.raw_ops.UniqueWithCountsV2(x=rows, axis=tf.constant([0], tf.int64), out_idx=tf.int64)
     n_unique = tf.shape(y, out_type=tf.int64)[0]
     first = tf.math.unsorted_segment_min(tf.range(tf.shape(rows, out_type=tf.int64)[0]), inverse, n_unique)
     if node.attrs["sorted"]:
-        order = _lexsort(y, width)
+        order = _lexsort(y, rows.shape[1])
         y, first, counts = (tf.gather(t, order) for t in (y, first, counts))
         inverse = tf.gather(tf.math.invert_permutation(order), inverse)
     if axis is None:
@@ -314,6 +316,6 @@ def unique(ctx: EmitContext, node: Node) -> None:
         y = tf.reshape(y, tf.concat([[-1], tf.shape(moved, out_type=tf.int64)[1:]], 0))
         if axis:
             y = tf.transpose(y, [*range(1, axis + 1), 0, *range(axis + 1, x.shape.rank)])
-    for name, value in zip(node.outputs, (y, tf.cast(first, tf.int64), inverse, counts)):
+    for name, value in zip(node.outputs, (y, first, inverse, counts)):
         if name:
             ctx.set(name, value)
