@@ -105,7 +105,6 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
     specs = [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
     batch = batch_symbols(specs) | set(dims.batch_like)
     in_axes = {n: _batch_axis(graph.values[n].shape, batch) for n in graph.inputs}
-    out_axes = {n: _batch_axis(graph.values[n].shape if n in graph.values else None, batch) for n in graph.outputs}
     batched = any(a is not None for a in in_axes.values())
     sizes = tuple(batch_sizes) if batched else tuple(batch_sizes[:1])
     variants = dims.sizes or [{}]
@@ -120,12 +119,17 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
         jobs = {s: pool.submit(_tf_run, graph_def, tf_names, s, feeds, singles) for s in settings}
         refs, ref_singles, unfused = ref_job.result()
         runs = {s: j.result() for s, j in jobs.items()}
+    out_axes = {n: _batch_axis(graph.values[n].shape if n in graph.values else None, batch,
+                               [(b, refs[(b, 0)][n]) for b in sizes]) for n in graph.outputs}
     result = VerifyResult(atol=atol, rtol=rtol)
     floors = result.noise_floor
+    invariant = {}  # outputs whose rows ORT computes alike alone and in a batch (not Unique over columns, say)
     for name in graph.outputs:
         ax = out_axes[name]
+        pairs = [(_rows(refs[big][name], ax, r, r + 1), ref_singles[r][name]) for r in rows] if ax is not None else []
+        invariant[name] = bool(pairs) and all(a.shape == b.shape and compare(a, b, atol, rtol)[2] for a, b in pairs)
         scale = max((_max_abs(refs[c][name]) for c in cases), default=0.0)
-        noise = max([_max_abs(ref_singles[r][name], _rows(refs[big][name], ax, r, r + 1)) for r in rows]
+        noise = max([_max_abs(a, b) for a, b in pairs if invariant[name]]
                     + [_max_abs(unfused[name], _rows(refs[big][name], ax, 0, NOISE_ROWS))])
         floors[name] = max(SCALE_RTOL * scale, NOISE_FACTOR * noise)
     for setting, (got, got_singles, failure) in runs.items():
@@ -137,24 +141,24 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
                 max_abs, max_rel, ok = compare(refs[case][name], got[case][name], atol, rtol, floors[name])
                 result.checks.append(OutputCheck(case[0], name, label, max_abs, max_rel, ok, variants[case[1]]))
         for r, single in got_singles.items():
-            for name in graph.outputs:
-                ax = out_axes[name]
-                if ax is None or got[big][name].ndim == 0:
-                    continue
-                d, _, ok = compare(_rows(got[big][name], ax, r, r + 1), single[name], atol, rtol, floors[name])
+            for name in (n for n in graph.outputs if invariant[n] and big in got):
+                d, _, ok = compare(_rows(got[big][name], out_axes[name], r, r + 1), single[name], atol, rtol,
+                                   floors[name])
                 result.batch_invariance = max(result.batch_invariance, d)
                 result.batch_invariance_ok &= ok
     return result
 
 
-def _batch_axis(shape, batch: set[str]) -> int | None:
-    """Where a value keeps its batch: the axis of a batch-named dim, else a leading dim of unknown size."""
-    if shape is None:
-        return 0
-    axis = next((i for i, d in enumerate(shape) if d in batch), None)
-    if axis is None and shape and shape[0] is None:
-        return 0
-    return axis
+def _batch_axis(shape, batch: set[str], evidence: list[tuple[int, np.ndarray]] | None = None) -> int | None:
+    """Where a value keeps its batch: the axis of a batch-named dim; else a leading dim of unknown size, if ORT's
+    outputs (`evidence`: (batch size, output) pairs) show it following the batch. A data-dependent length (NonZero,
+    Unique) does not, and has no batch axis."""
+    axis = next((i for i, d in enumerate(shape) if d in batch), None) if shape is not None else None
+    if axis is not None or (shape is not None and (not shape or shape[0] is not None)):
+        return axis
+    if evidence is not None and not all(np.ndim(out) and np.shape(out)[0] == b for b, out in evidence):
+        return None
+    return 0
 
 
 def _rows(x: np.ndarray, axis: int | None, start: int, stop: int) -> np.ndarray:
@@ -165,7 +169,8 @@ def _rows(x: np.ndarray, axis: int | None, start: int, stop: int) -> np.ndarray:
 
 
 def _max_abs(x: np.ndarray, y: np.ndarray | None = None) -> float:
-    if x.dtype.kind not in "fc":
+    """Largest |x - y| (or |x|); 0 for integers and for shapes that differ (a data-dependent length)."""
+    if x.dtype.kind not in "fc" or (y is not None and x.shape != y.shape):
         return 0.0
     v = np.abs(x.astype(np.float64) - (0.0 if y is None else y.astype(np.float64)))
     v = v[np.isfinite(v)]

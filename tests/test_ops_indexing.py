@@ -42,15 +42,12 @@ def _model(nodes: list, inputs: list, outputs: list[str], opset: int, inits: dic
     return model
 
 
-def _converts_like_ort(model: onnx.ModelProto, tmp_path, feeds: list[dict], verify: bool = True) -> None:
+def _converts_like_ort(model: onnx.ModelProto, tmp_path, feeds: list[dict]) -> None:
     """Convert with zero flags (verified by graphport at BATCHES), then compare TF with ORT on each of `feeds`.
-
-    `verify=False` is for outputs whose length depends on the data of every batch row (NonZero, Unique, a
-    flattened Compress): graphport's verification takes such an output's unknown leading dim for the batch and
-    compares it against single-row runs, which it cannot match. Those are compared with ORT here only."""
+    Outputs whose length depends on the data (NonZero, Unique) are compared with ORT, not for batch invariance."""
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
-    report = graphport.convert(path, tmp_path / "out", batch_sizes=BATCHES, verify_outputs=verify)
+    report = graphport.convert(path, tmp_path / "out", batch_sizes=BATCHES)
     assert report.ok, report.verification.to_json()
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in ref.get_outputs()]
@@ -239,7 +236,7 @@ def test_eye_like(tmp_path):
     model = _model(nodes, [_vi("x", BOOL, ["batch", 3])], ["eye", "eye_static"], 9,
                    {"square": np.zeros((3, 4), np.int32)})
     feeds = [{"x": _rng(7).integers(0, 2, (b, 3)).astype(bool)} for b in (1, 4, 7)]
-    _converts_like_ort(model, tmp_path, feeds, verify=False)
+    _converts_like_ort(model, tmp_path, feeds)
 
 
 def test_reverse_sequence(tmp_path):
@@ -279,8 +276,7 @@ def test_non_zero_and_flat_compress(tmp_path):
     model = _model(nodes, [_vi("x", F, ["batch", 6])], ["nz", "flat"], 11,
                    {"short": np.array([True, False, False, True, True, False, True, True])})
     rng = _rng(10)
-    _converts_like_ort(model, tmp_path, [{"x": rng.standard_normal((b, 6)).astype(np.float32)} for b in (1, 3, 4)],
-                       verify=False)
+    _converts_like_ort(model, tmp_path, [{"x": rng.standard_normal((b, 6)).astype(np.float32)} for b in (1, 3, 4)])
 
 
 def test_top_k(tmp_path):
@@ -322,7 +318,7 @@ def test_unique(tmp_path):
         w[-1, :69] = w[0, :69]  # differs from row 0 in the last element only
         feeds.append({"x": rng.integers(0, 3, (b, 4)), "w": w})
     feeds[1]["x"][:, 2] = feeds[1]["x"][:, 0]  # a repeated column
-    _converts_like_ort(model, tmp_path, feeds, verify=False)
+    _converts_like_ort(model, tmp_path, feeds)
 
 
 def test_gather_nd_of_unknown_tuple_length_is_declined(tmp_path):
