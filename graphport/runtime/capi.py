@@ -179,7 +179,7 @@ class CAPISession:
 def _to_tensor(arr: np.ndarray) -> int:
     if arr.dtype not in _DTYPES:
         raise CAPIError(f"dtype {arr.dtype} is not supported by the C API binding")
-    arr = np.ascontiguousarray(arr)
+    arr = np.require(arr, requirements="C")  # keeps a scalar 0-d (ascontiguousarray makes it 1-d)
     dims = (C.c_int64 * arr.ndim)(*arr.shape)
     t = lib().TF_AllocateTensor(_DTYPES[arr.dtype], dims, arr.ndim, arr.nbytes)
     C.memmove(lib().TF_TensorData(t), arr.ctypes.data, arr.nbytes)
