@@ -59,6 +59,15 @@ EXPECTED_FAILURES: dict[str, str] = {
         "ONNX reference by the fractional one (scale * 4 = 2.4): 4.0 against 3.14. graphport follows ONNX Runtime",
     r"^test_resize_\w+_antialias_cpu$": "declined: Resize with antialias=1",
     r"^test_resize_tf_crop_and_resize\w*_cpu$": "declined: coordinate_transformation_mode tf_crop_and_resize",
+    r"^test_linear_attention_\w+_expanded_cpu$":
+        "the expanded function body loops with Scan, which converts only when its trip count is a constant",
+    r"^test_causal_conv_with_state_(?!b1_c1_degenerate)\w+_expanded_cpu$":
+        "the expanded function body feeds a grouped Conv its weights at run time (declined: TF's grouped kernels take "
+        "constant filters only); the op itself converts",
+    _exact('attention_4d_causal_fp16_expanded attention_4d_gqa_with_past_and_present_fp16_expanded'):
+        "the expanded body runs MatMul and Softmax in float16: one float16 step (9.8e-4) off the expected output, "
+        "against the suite's 1e-3 relative bound; the fused Attention computes in float32 and passes",
+    _exact('lppool_2d_dilations'): "declined: dilated pooling",
     _exact('MaxPool1d_stride_padding_dilation MaxPool2d_stride_padding_dilation maxpool_2d_dilations '
            'maxpool_3d_dilations maxpool_3d_dilations_use_ref_impl maxpool_3d_dilations_use_ref_impl_large '
            'averagepool_2d_dilations averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False '
