@@ -40,6 +40,10 @@ def save_flat_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: 
     names, `keys` the signature's output keys. Returns the C API tensor names of the serving signature, read back
     from what was written: {"inputs": {op: tensor}, "outputs": {op: tensor}}.
     """
+    # import_graph_def adds default attr values to the GraphDef it is given, in place; the converter saves while
+    # verification serialises the same GraphDef in another thread, and a half-added AttrValue reached the workers
+    # ("AttrValue missing value ... 'transpose_b'"). Saving works on its own copy.
+    graph_def = type(graph_def).FromString(graph_def.SerializeToString())
     keys = keys or [py_identifier(o) for o in outputs]
     if V1_LOOP_OPS & {n.op for n in graph_def.node}:
         return _save_v1_saved_model(graph_def, inputs, outputs, path, keys)

@@ -15,6 +15,7 @@ and types whose defaults keep the earlier behaviour, so reading them with those 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from onnx import TensorProto, helper
 
-from graphport.emit.tf.context import EmitContext, channels_last, opt_input
+from graphport.emit.tf.context import EmitContext, Perm, channels_last, opt_input
 from graphport.emit.tf.conv import _grouped
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.linalg import _broadcast_batch
@@ -44,20 +45,44 @@ def _dtype_of(ctx: EmitContext, name: str) -> np.dtype:
     return arr.dtype if arr is not None else np.dtype(ctx.raw(name).dtype.as_numpy_dtype)
 
 
-def _to_float(t: tf.Tensor) -> tf.Tensor:
-    """float32 values of `t`; TF casts 4-bit integers only to other integers, so those go through int32."""
-    if t.dtype.name in ("int4", "uint4"):
-        t = tf.cast(t, tf.int32)
-    return tf.cast(t, tf.float32)
+def _value(ctx: EmitContext, name: str) -> np.ndarray | tf.Tensor:
+    """A scale, zero point or bias: the array when constant (so no Reshape or Cast of it runs per call), else the
+    runtime tensor in ONNX order."""
+    arr = ctx.const(name)
+    return arr if arr is not None and arr.dtype != object else ctx.onnx_order(name)
+
+
+def _f32(v: np.ndarray | tf.Tensor) -> np.ndarray | tf.Tensor:
+    """float32 values of `v`; TF casts 4-bit integers only to other integers, so those go through int32."""
+    if isinstance(v, np.ndarray):
+        return v.astype(np.float32)
+    if v.dtype.name in ("int4", "uint4"):
+        v = tf.cast(v, tf.int32)
+    return tf.cast(v, tf.float32)
+
+
+def _div(a: tf.Tensor, b: np.ndarray | tf.Tensor | float) -> tf.Tensor:
+    """a / b correctly rounded, as ORT divides. Grappler turns a division by a constant into a multiplication by
+    its reciprocal, which rounds differently (-8.15 * 10 is a .5 tie, -8.15 / 0.1 is not); it leaves DivNoNan
+    alone, whose one difference, 0 for a zero divisor, concerns only scales that ONNX does not allow."""
+    return tf.math.divide_no_nan(a, tf.cast(b, a.dtype))
+
+
+def _zero(v: np.ndarray | tf.Tensor | None) -> bool:
+    """No zero point, or a constant 0 (symmetric quantization): its add and subtract are left out."""
+    return v is None or (isinstance(v, np.ndarray) and not np.any(v.astype(np.float32)))
+
+
+def _size(v: np.ndarray | tf.Tensor) -> int | None:
+    return v.size if isinstance(v, np.ndarray) else v.shape.num_elements()
 
 
 def _along(v: np.ndarray | tf.Tensor, rank: int, axis: int) -> np.ndarray | tf.Tensor:
     """A scale or zero point broadcastable against a rank-`rank` tensor: one element is a scalar, a vector lies along
     `axis` (per-axis, per-row or per-column quantization), anything else already has the operand's rank."""
     reshape = np.reshape if isinstance(v, np.ndarray) else tf.reshape
-    size = v.size if isinstance(v, np.ndarray) else v.shape.num_elements()
-    if size == 1:
-        return reshape(v, [])
+    if _size(v) == 1:
+        return reshape(v, []) if len(v.shape) else v
     if len(v.shape) != 1:
         return v
     shape = [1] * rank
@@ -65,18 +90,63 @@ def _along(v: np.ndarray | tf.Tensor, rank: int, axis: int) -> np.ndarray | tf.T
     return reshape(v, shape)
 
 
-def _saturate(v: tf.Tensor, dtype: np.dtype) -> tf.Tensor:
-    """Integer-valued float32 `v` clamped to `dtype`'s range and cast to it."""
-    lo, hi = _INT_RANGES[dtype.name]
-    q = tf.minimum(tf.maximum(v, float(lo)), float(hi))
-    if dtype.name in ("int4", "uint4"):
-        q = tf.cast(q, tf.int32)
-    return tf.cast(q, tf.as_dtype(dtype))
+def _spread(p: np.ndarray | tf.Tensor, rank: int, axis: int, block: int, size: int | None) -> np.ndarray | tf.Tensor:
+    """A scale or zero point broadcastable against x: per tensor or per axis (`_along`), or blocked: repeated
+    `block` times along `axis` and cut to x's `size` there."""
+    if not block:
+        return _along(p, rank, axis)
+    if size is None:
+        raise Decline("blocked quantization along an axis of unknown size")
+    if isinstance(p, np.ndarray):
+        return np.repeat(p, block, axis).take(range(size), axis)
+    p = tf.repeat(p, block, axis=axis)
+    return tf.slice(p, [0] * rank, [size if i == axis else -1 for i in range(rank)])
 
 
 def _check_type(dtype: np.dtype, what: str) -> None:
     if dtype.name not in _INT_RANGES and dtype.name not in _FLOAT8 and dtype != np.int32:
-        raise Decline(f"{what} of type {dtype.name} (TF has no such dtype or no Cast kernel for it)")
+        raise Decline(f"{what} {dtype.name} (TF has no such dtype or no Cast kernel for it)")
+
+
+# ---- quantized outputs and their float twins -------------------------------------------------------------------
+
+@dataclass
+class _Twin:
+    """A quantized output q kept also as r = q - zero point in float32 (integral, what it was computed as), so a
+    consumer that subtracts the same zero point first (DequantizeLinear, the integer convs and matmuls) takes r and
+    skips the Cast back to float and the Sub: a QDQ pair costs five elementwise ops instead of nine."""
+
+    q: tf.Tensor
+    r: tf.Tensor
+    zp: str  # the zero point's input name ('' for none)
+    axis: int | None  # TF axis of a per-axis zero point, None for one per tensor
+
+
+_TWINS: weakref.WeakKeyDictionary[EmitContext, dict[str, _Twin]] = weakref.WeakKeyDictionary()
+
+
+def _emit_quantized(ctx: EmitContext, name: str, v: tf.Tensor, zp: np.ndarray | tf.Tensor | None, dtype: np.dtype,
+                    key: tuple[str, int | None], perm: Perm = None) -> None:
+    """Set `name` = saturate(round(v) + zp) as `dtype`. Clamping round(v) to the range shifted by the zero point
+    first, then adding it, is ORT's order (and equal to clamping after the add: all values are integers)."""
+    lo, hi = _INT_RANGES[dtype.name]
+    if not _zero(zp):
+        lo, hi = lo - _f32(zp), hi - _f32(zp)
+    r = tf.minimum(tf.maximum(tf.round(v), lo), hi)
+    q = r if _zero(zp) else r + _f32(zp)
+    if dtype.name in ("int4", "uint4"):
+        q = tf.cast(q, tf.int32)
+    q = tf.cast(q, tf.as_dtype(dtype))
+    ctx.set(name, q, perm)
+    _TWINS.setdefault(ctx, {})[name] = _Twin(q, r, *key)
+
+
+def _twin(ctx: EmitContext, name: str, key: tuple[str, int | None], perm: Perm = None) -> tf.Tensor | None:
+    """r of `name` if it was quantized here with the zero point `key` names, in layout `perm`."""
+    twin = _TWINS.get(ctx, {}).get(name)
+    if twin is None or ctx.raw(name) is not twin.q or (twin.zp, twin.axis) != key or ctx.perm(name) != perm:
+        return None
+    return twin.r
 
 
 class _Elementwise:
@@ -93,20 +163,19 @@ class _Elementwise:
             self.x, self.perm = ctx.raw(node.inputs[0]), ctx.perm(node.inputs[0])
         rank = self.x.shape.rank
         self.axis = int(node.attrs.get("axis", 1)) % max(rank, 1)
+        self.tf_axis = self.axis if self.block or not self.perm else self.perm.index(self.axis)
 
-    def param(self, k: int) -> tf.Tensor:
-        t = self.ctx.onnx_order(self.node.inputs[k])
-        rank = self.x.shape.rank
-        if not self.block:
-            return _along(t, rank, self.perm.index(self.axis) if self.perm else self.axis)
-        size = self.x.shape[self.axis]
-        if size is None:
-            raise Decline("blocked quantization along an axis of unknown size")
-        t = tf.repeat(t, self.block, axis=self.axis)
-        return tf.slice(t, [0] * rank, [size if i == self.axis else -1 for i in range(rank)])
+    def param(self, k: int) -> np.ndarray | tf.Tensor | None:
+        if not opt_input(self.node, k):
+            return None
+        size = self.x.shape[self.axis] if self.block else None
+        return _spread(_value(self.ctx, self.node.inputs[k]), self.x.shape.rank, self.tf_axis, self.block, size)
 
-    def set(self, y: tf.Tensor) -> None:
-        self.ctx.set(self.node.outputs[0], y, self.perm)
+    def key(self, zp: np.ndarray | tf.Tensor | None) -> tuple[str, int | None]:
+        """How a twin's zero point is matched: its name and, unless it is one number, its axis (blocked: never)."""
+        if self.block:
+            return "", -1
+        return opt_input(self.node, 2), None if zp is None or _size(zp) == 1 else self.tf_axis
 
 
 @op("QuantizeLinear", since=10)
@@ -124,17 +193,15 @@ def quantize_linear(ctx: EmitContext, node: Node) -> None:
     if node.attrs.get("precision", 0) not in (0, TensorProto.FLOAT):
         raise Decline("QuantizeLinear precision other than float32")
     e = _Elementwise(ctx, node)
-    v = _to_float(e.x) / _to_float(e.param(1))
+    v = _div(_f32(e.x), _f32(e.param(1)))
     if target.name in _FLOAT8:
         if node.attrs.get("saturate", 1):  # +-inf and out of range to the largest finite value; NaN stays NaN
             top = tf.constant(float(ml_dtypes.finfo(target).max))
             v = tf.where(v > top, top, tf.where(v < -top, -top, v))
-        e.set(tf.cast(v, tf.as_dtype(target)))
+        ctx.set(node.outputs[0], tf.cast(v, tf.as_dtype(target)), e.perm)
         return
-    q = tf.round(v)
-    if opt_input(node, 2):
-        q = q + _to_float(e.param(2))
-    e.set(_saturate(q, target))
+    zp = e.param(2)
+    _emit_quantized(ctx, node.outputs[0], v, zp, target, e.key(zp), e.perm)
 
 
 @op("DequantizeLinear", since=10)
@@ -143,16 +210,38 @@ def dequantize_linear(ctx: EmitContext, node: Node) -> None:
 
     8- and 16-bit differences are exact in float32; int32 ones are taken in int32 first, as ORT does."""
     source = _dtype_of(ctx, node.inputs[0])
-    _check_type(source, "dequantization")
+    _check_type(source, "dequantization of")
     code = node.attrs.get("output_dtype", 0)
-    out = tf.as_dtype(helper.tensor_dtype_to_np_dtype(code)) if code else ctx.raw(node.inputs[1]).dtype
-    e = _Elementwise(ctx, node)
+    out = np.dtype(helper.tensor_dtype_to_np_dtype(code)) if code else _dtype_of(ctx, node.inputs[1])
     has_zp = bool(opt_input(node, 2)) and source.name not in _FLOAT8  # float8 zero points must be 0
-    if source == np.int32:
-        v = tf.cast(e.x - e.param(2) if has_zp else e.x, tf.float32)
+    if _fold_dequantize(ctx, node, has_zp, out):
+        return
+    e = _Elementwise(ctx, node)
+    zp = e.param(2) if has_zp else None
+    v = _twin(ctx, node.inputs[0], e.key(zp), e.perm)
+    if v is None and source == np.int32 and not _zero(zp):
+        v = tf.cast(e.x - zp, tf.float32)
+    elif v is None:
+        v = _f32(e.x) if _zero(zp) else _f32(e.x) - _f32(zp)
+    ctx.set(node.outputs[0], tf.cast(v * _f32(e.param(1)), tf.as_dtype(out)), e.perm)
+
+
+def _fold_dequantize(ctx: EmitContext, node: Node, has_zp: bool, out: np.dtype) -> bool:
+    """Dequantize constant weights now, into the IR, so that the Conv or Gemm reading them sees constant weights
+    (grouped convs need them). Constant folding would, but the ONNX reference evaluator it uses has no
+    DequantizeLinear before opset 19, so the weights of opset 10-18 QDQ models arrive here."""
+    x, scale = ctx.const(node.inputs[0]), ctx.const(node.inputs[1])
+    zp = ctx.const(node.inputs[2]) if has_zp else np.zeros((), np.int32)
+    if x is None or scale is None or zp is None or object in (x.dtype, scale.dtype, zp.dtype):
+        return False
+    axis, block = int(node.attrs.get("axis", 1)) % max(x.ndim, 1), int(node.attrs.get("block_size", 0))
+    scale, zp = (_spread(p, x.ndim, axis, block, x.shape[axis] if x.ndim else None) for p in (scale, zp))
+    if x.dtype == np.int32:
+        v = (x - zp.astype(np.int32)).astype(np.float32)
     else:
-        v = _to_float(e.x) - _to_float(e.param(2)) if has_zp else _to_float(e.x)
-    e.set(tf.cast(v * _to_float(e.param(1)), out))
+        v = x.astype(np.float32) - zp.astype(np.float32)
+    ctx.graph.value(node.outputs[0]).const = (v * scale.astype(np.float32)).astype(out)
+    return True
 
 
 @op("DynamicQuantizeLinear", since=11)
@@ -160,9 +249,10 @@ def dynamic_quantize_linear(ctx: EmitContext, node: Node) -> None:
     """uint8 over [min(x, 0), max(x, 0)]. As in ORT, an all-zero x gets scale 1 (the ONNX reference: 1/255)."""
     x = ctx.raw(node.inputs[0])
     lo, hi = tf.minimum(tf.reduce_min(x), 0.0), tf.maximum(tf.reduce_max(x), 0.0)
-    scale = tf.where(tf.equal(hi, lo), 1.0, (hi - lo) / 255.0)
-    zp = tf.round(tf.minimum(tf.maximum(-lo / scale, 0.0), 255.0))
-    ctx.set(node.outputs[0], _saturate(tf.round(x / scale) + zp, np.dtype(np.uint8)), ctx.perm(node.inputs[0]))
+    scale = tf.where(tf.equal(hi, lo), 1.0, _div(hi - lo, 255.0))
+    zp = tf.round(tf.minimum(tf.maximum(_div(-lo, scale), 0.0), 255.0))
+    _emit_quantized(ctx, node.outputs[0], _div(x, scale), zp, np.dtype(np.uint8), (node.outputs[2], None),
+                    ctx.perm(node.inputs[0]))
     ctx.set(node.outputs[1], scale)
     ctx.set(node.outputs[2], tf.cast(zp, tf.uint8))
 
@@ -187,25 +277,27 @@ class _Centred:
         return float(np.prod(dims)) * self.peak
 
 
-def _centred(ctx: EmitContext, name: str, zp_name: str, axis: int, value: tf.Tensor | None = None) -> _Centred:
-    """`name` minus zero point `zp_name` (a vector of which lies along `axis`); `value` is `name` already laid out."""
+def _centred(ctx: EmitContext, name: str, zp_name: str, axis: int, layout: Perm = None) -> _Centred:
+    """`name` minus zero point `zp_name` (a vector of which lies along `axis`), laid out as `layout`."""
     dtype = _dtype_of(ctx, name)
     if dtype.name not in ("int8", "uint8"):
         raise Decline(f"integer product of {dtype.name} operands (8-bit integers only)")
     lo, hi = _INT_RANGES[dtype.name]
-    arr, zp = ctx.const(name), ctx.const(zp_name) if zp_name else np.zeros((), dtype)
-    if zp is not None:
-        peak = float(np.max(np.maximum(zp.astype(np.float32) - lo, hi - zp.astype(np.float32))))
-        if arr is not None and value is None:
-            arr = arr.astype(np.float32) - _along(zp.astype(np.float32), arr.ndim, axis)
-            return _Centred(arr, float(np.abs(arr).max()) if arr.size else 0.0)
-    else:
+    arr, zp = ctx.const(name), _value(ctx, zp_name) if zp_name else None
+    if isinstance(zp, tf.Tensor):
         peak = float(hi - lo)
-    x = value if value is not None else ctx.onnx_order(name)
-    if not zp_name:
-        return _Centred(_to_float(x), peak)
-    zp_t = tf.constant(zp.astype(np.float32)) if zp is not None else _to_float(ctx.onnx_order(zp_name))
-    return _Centred(_to_float(x) - _along(zp_t, x.shape.rank, axis), peak)
+    else:
+        z = np.zeros((), np.float32) if zp is None else zp.astype(np.float32)
+        peak = float(np.max(np.maximum(z - lo, hi - z)))
+        if arr is not None and layout is None:
+            arr = arr.astype(np.float32) - _along(z, arr.ndim, axis)
+            return _Centred(arr, float(np.abs(arr).max()) if arr.size else 0.0)
+    rank = ctx.rank(name)
+    r = _twin(ctx, name, (zp_name, None if zp is None or _size(zp) == 1 else axis % rank), layout)
+    if r is not None:
+        return _Centred(r, peak)
+    x = _f32(ctx.in_perm(name, layout))
+    return _Centred(x if _zero(zp) else x - _along(_f32(zp), rank, axis), peak)
 
 
 def _accumulate(product: Callable[[tf.Tensor], tf.Tensor], a: _Centred, l1: float, axis: int,
@@ -215,39 +307,50 @@ def _accumulate(product: Callable[[tf.Tensor], tf.Tensor], a: _Centred, l1: floa
     `a` is split into base-16 digits (|digit| <= 16), both run through one `product` (stacked along `axis`, so the
     weights are emitted once), and the two exact results are recombined in int32."""
     t = tf.constant(a.value) if isinstance(a.value, np.ndarray) else a.value
+    if isinstance(bias, np.ndarray) and not np.any(bias):
+        bias = None  # grappler would drop the add, so `_scaled` must see the bare Conv2D
     const_bias = isinstance(bias, np.ndarray)
-    bias_peak = float(np.abs(bias).max()) if const_bias and bias.size else 0.0
-    if a.peak * l1 + bias_peak < _EXACT:
+    exact = a.peak * l1 + (float(np.abs(bias).max()) if const_bias else 0.0) < _EXACT
+    if exact:
         acc = product(t)
-        if bias is None:
-            return acc
-        return acc + tf.constant(bias.astype(np.float32)) if const_bias else tf.cast(acc, tf.int32) + bias
-    if _DIGIT * l1 >= _EXACT:
+    elif _DIGIT * l1 < _EXACT:
+        high = tf.floor(t / _DIGIT)
+        high_out, low_out = tf.split(product(tf.concat([high, t - high * _DIGIT], axis)), 2, axis)
+        acc = tf.cast(high_out, tf.int32) * _DIGIT + tf.cast(low_out, tf.int32)
+    else:
         raise Decline(f"integer product summing up to {l1:.0f} per output: too large to keep exact in float32")
-    high = tf.floor(t / _DIGIT)
-    high_out, low_out = tf.split(product(tf.concat([high, t - high * _DIGIT], axis)), 2, axis)
-    acc = tf.cast(high_out, tf.int32) * _DIGIT + tf.cast(low_out, tf.int32)
     if bias is None:
         return acc
-    return acc + (tf.constant(bias) if const_bias else bias)
+    if exact and const_bias:
+        return acc + bias.astype(np.float32)
+    return tf.cast(acc, tf.int32) + bias
 
 
-def _requantize(acc: tf.Tensor, multiplier: tf.Tensor, zp: tf.Tensor) -> tf.Tensor:
-    """round(acc * multiplier) + zero point, saturated: ORT's requantization (the int32 sum converted to float
-    once, times the float32 multiplier)."""
-    q = tf.round(tf.cast(acc, tf.float32) * multiplier) + _to_float(zp)
-    return _saturate(q, np.dtype(zp.dtype.as_numpy_dtype))
+def _scaled(acc: tf.Tensor, multiplier: np.ndarray | tf.Tensor) -> tf.Tensor:
+    """float(acc) * multiplier, as ORT requantizes. A Conv2D's float sum goes through int32 first: grappler pushes
+    a constant Mul that directly follows a Conv2D into its weights (MulConvPushDown), and scaled weights no longer
+    sum exactly (a bias add in between prevents it, but a zero bias is dropped)."""
+    if acc.op.type in ("Conv2D", "Conv3D"):
+        acc = tf.cast(acc, tf.int32)
+    return tf.cast(acc, tf.float32) * multiplier
 
 
-def _multiplier(a_scale: tf.Tensor, b_scale: tf.Tensor, y_scale: tf.Tensor) -> tf.Tensor:
-    """a_scale * b_scale / y_scale in the scales' type (float32 arithmetic rounded to it after each step)."""
-    dtype = a_scale.dtype
+def _multiplier(a_scale: np.ndarray | tf.Tensor, b_scale: np.ndarray | tf.Tensor,
+                y_scale: np.ndarray | tf.Tensor) -> np.ndarray | tf.Tensor:
+    """a_scale * b_scale / y_scale in the scales' type (float32 arithmetic rounded to it after each step); computed
+    now when the scales are constants, as they are in quantized models."""
+    scales = (a_scale, b_scale, y_scale)
+    if all(isinstance(v, np.ndarray) for v in scales):
+        dtype = a_scale.dtype
+        a, b, y = (v.astype(np.float32) for v in scales)
+        return ((a * b).astype(dtype).astype(np.float32) / y).astype(dtype).astype(np.float32)
+    dtype = next(v.dtype for v in scales if isinstance(v, tf.Tensor))
 
     def rounded(v: tf.Tensor) -> tf.Tensor:
         return v if dtype == tf.float32 else tf.cast(tf.cast(v, dtype), tf.float32)
 
-    a, b, y = (tf.cast(s, tf.float32) for s in (a_scale, b_scale, y_scale))
-    return rounded(rounded(a * b) / y)
+    a, b, y = (tf.cast(v, tf.float32) for v in scales)
+    return rounded(_div(rounded(a * b), y))
 
 
 def _matmul_product(ctx: EmitContext, a_name: str, b: _Centred) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -259,7 +362,8 @@ def _matmul_product(ctx: EmitContext, a_name: str, b: _Centred) -> Callable[[tf.
 
     def product(a: tf.Tensor) -> tf.Tensor:
         if b_t.shape.rank > 2:
-            return tf.raw_ops.BatchMatMulV2(*_broadcast_batch(a, b_t))
+            x, y = _broadcast_batch(a, b_t)
+            return tf.raw_ops.BatchMatMulV2(x=x, y=y)
         if a.shape.rank == 2:
             return tf.raw_ops.MatMul(a=a, b=b_t)
         rows = tf.raw_ops.MatMul(a=tf.reshape(a, [-1, b_t.shape[0]]), b=b_t)
@@ -267,28 +371,32 @@ def _matmul_product(ctx: EmitContext, a_name: str, b: _Centred) -> Callable[[tf.
     return product
 
 
+def _matmul(ctx: EmitContext, node: Node, a: int, a_zp: str, b: int, b_zp: str) -> tf.Tensor:
+    """The exact integer product of MatMulInteger and QLinearMatMul (a per-row zero point lies along rows)."""
+    left, right = _centred(ctx, node.inputs[a], a_zp, -2), _centred(ctx, node.inputs[b], b_zp, -1)
+    return _accumulate(_matmul_product(ctx, node.inputs[a], right), left, right.l1((-2,)), -2)
+
+
 @op("MatMulInteger", since=10)
 def matmul_integer(ctx: EmitContext, node: Node) -> None:
-    a = _centred(ctx, node.inputs[0], opt_input(node, 2), -2)
-    b = _centred(ctx, node.inputs[1], opt_input(node, 3), -1)
-    acc = _accumulate(_matmul_product(ctx, node.inputs[0], b), a, b.l1((-2,)), -2)
-    ctx.set(node.outputs[0], tf.cast(acc, tf.int32))
+    ctx.set(node.outputs[0], tf.cast(_matmul(ctx, node, 0, opt_input(node, 2), 1, opt_input(node, 3)), tf.int32))
 
 
 @op("QLinearMatMul", since=10)
 def qlinear_matmul(ctx: EmitContext, node: Node) -> None:
     """Exact integer product, then ORT's requantization. Per-row a parameters lie along rows, per-column b and y
     ones along columns."""
-    a = _centred(ctx, node.inputs[0], node.inputs[2], -2)
-    b = _centred(ctx, node.inputs[3], node.inputs[5], -1)
-    acc = _accumulate(_matmul_product(ctx, node.inputs[0], b), a, b.l1((-2,)), -2)
+    acc = _matmul(ctx, node, 0, node.inputs[2], 3, node.inputs[5])
     rank = ctx.rank(node.inputs[0])
-    a_scale, b_scale, y_scale, y_zp = (_along(ctx.onnx_order(node.inputs[k]), rank, -2 if k == 1 else -1)
+    a_scale, b_scale, y_scale, y_zp = (_along(_value(ctx, node.inputs[k]), rank, -2 if k == 1 else -1)
                                        for k in (1, 4, 6, 7))
-    ctx.set(node.outputs[0], _requantize(acc, _multiplier(a_scale, b_scale, y_scale), y_zp))
+    v = _scaled(acc, _multiplier(a_scale, b_scale, y_scale))
+    key = node.inputs[7], None if _size(y_zp) == 1 else acc.shape.rank - 1
+    _emit_quantized(ctx, node.outputs[0], v, y_zp, _dtype_of(ctx, node.inputs[7]), key)
 
 
-def _conv_product(ctx: EmitContext, node: Node, x: tf.Tensor, w: _Centred) -> Callable[[tf.Tensor], tf.Tensor]:
+def _conv_product(ctx: EmitContext, node: Node, x_shape: list[int | None],
+                  w: _Centred) -> Callable[[tf.Tensor], tf.Tensor]:
     """Conv of a channels-last tensor by centred weights `w` (OIHW) on conv.py's kernels (grouped and depthwise
     included); padding adds zeros, i.e. the zero point before centring, as ONNX pads."""
     weights = w.value
@@ -300,7 +408,7 @@ def _conv_product(ctx: EmitContext, node: Node, x: tf.Tensor, w: _Centred) -> Ca
         raise Decline("runtime weights of a grouped integer convolution or of unknown shape")
     strides, dilations = spatial_attrs(node, spatial)
     kernel = [int(k) for k in weights.shape[2:]]
-    begin, end = onnx_pads(node, x.shape.as_list()[1:-1], kernel, strides, dilations)
+    begin, end = onnx_pads(node, x_shape[1:-1], kernel, strides, dilations)
     if spatial == 1:  # as a 2-D conv with a unit height, as conv.py does
         weights = weights[:, :, None, :]
         strides, dilations, kernel, begin, end = [1] + strides, [1] + dilations, [1] + kernel, [0] + begin, [0] + end
@@ -316,11 +424,10 @@ def _conv_product(ctx: EmitContext, node: Node, x: tf.Tensor, w: _Centred) -> Ca
 def _conv(ctx: EmitContext, node: Node, x_zp: str, w_name: str, w_zp: str,
           bias: np.ndarray | tf.Tensor | None = None) -> tf.Tensor:
     """The exact integer convolution of ConvInteger and QLinearConv, channels last."""
-    x_t = ctx.channels_last(node.inputs[0])
-    x = _centred(ctx, node.inputs[0], x_zp, -1, x_t)
+    x = _centred(ctx, node.inputs[0], x_zp, -1, channels_last(ctx.rank(node.inputs[0])))
     w = _centred(ctx, w_name, w_zp, 0)
     inner = tuple(range(1, len(w.value.shape)))
-    return _accumulate(_conv_product(ctx, node, x_t, w), x, w.l1(inner), 0, bias)
+    return _accumulate(_conv_product(ctx, node, x.value.shape.as_list(), w), x, w.l1(inner), 0, bias)
 
 
 @op("ConvInteger", since=10)
@@ -333,11 +440,10 @@ def conv_integer(ctx: EmitContext, node: Node) -> None:
 def qlinear_conv(ctx: EmitContext, node: Node) -> None:
     """Exact integer conv plus the int32 bias, then ORT's requantization with a per-tensor or per-output-channel
     w_scale (the last axis, channels last)."""
-    bias = None
-    if opt_input(node, 8):
-        const = ctx.const(node.inputs[8])
-        bias = const if const is not None else ctx.onnx_order(node.inputs[8])
+    bias = _value(ctx, node.inputs[8]) if opt_input(node, 8) else None
     acc = _conv(ctx, node, node.inputs[2], node.inputs[3], node.inputs[5], bias)
     rank = acc.shape.rank
-    x_scale, w_scale, y_scale, y_zp = (_along(ctx.onnx_order(node.inputs[k]), rank, -1) for k in (1, 4, 6, 7))
-    ctx.set(node.outputs[0], _requantize(acc, _multiplier(x_scale, w_scale, y_scale), y_zp), channels_last(rank))
+    x_scale, w_scale, y_scale, y_zp = (_along(_value(ctx, node.inputs[k]), rank, -1) for k in (1, 4, 6, 7))
+    v = _scaled(acc, _multiplier(x_scale, w_scale, y_scale))
+    _emit_quantized(ctx, node.outputs[0], v, y_zp, _dtype_of(ctx, node.inputs[7]), (node.inputs[7], None),
+                    channels_last(rank))
