@@ -3,6 +3,7 @@
 from graphport.emit.tf import (  # noqa: F401
     attention,
     conv,
+    detection,
     elementwise,
     indexing,
     linalg,
