@@ -20,8 +20,7 @@ from graphport.errors import GraphportError, OutputExists
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import fix_dims, fix_inputs, optimize
 from graphport.runtime.isolated import worker
-from graphport.runtime.model_info import IOInfo
-from graphport.verify import DEFAULT_BATCH_SIZES, ONEDNN_SETTINGS, VerifyResult, verify
+from graphport.verify import DEFAULT_BATCH_SIZES, ONEDNN_SETTINGS, VerifyResult, input_specs, verify
 
 
 @dataclass
@@ -95,8 +94,7 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
     if verify_outputs:  # a valid model: TF's import in the workers overlaps with optimising and emitting here
         for setting in ONEDNN_SETTINGS:
             worker(setting)
-        specs = [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
-        dims = plan_sizes(onnx_bytes, specs, pins.verify_dims)
+        dims = plan_sizes(onnx_bytes, input_specs(graph), pins.verify_dims)
     onnx_ops = graph.census()
     graph = optimize(graph)
     emitted = build_graph_def(graph)

@@ -102,7 +102,7 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
     `dims` (graphport.dim_sizes.plan_sizes) sizes the free symbolic dims: every batch size runs at the first size
     set, the two smallest batch sizes at each further set."""
     dims = dims or DimPlan()
-    specs = [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
+    specs = input_specs(graph)
     batch = batch_symbols(specs) | set(dims.batch_like)
     in_axes = {n: _batch_axis(graph.values[n].shape, batch) for n in graph.inputs}
     batched = any(a is not None for a in in_axes.values())
@@ -147,6 +147,11 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
                 result.batch_invariance = max(result.batch_invariance, d)
                 result.batch_invariance_ok &= ok
     return result
+
+
+def input_specs(graph: Graph) -> list[IOInfo]:
+    """The graph inputs as feed specs (name, shape with symbol names, dtype)."""
+    return [IOInfo(n, graph.values[n].shape, str(np.dtype(graph.values[n].dtype))) for n in graph.inputs]
 
 
 def _batch_axis(shape, batch: set[str], evidence: list[tuple[int, np.ndarray]] | None = None) -> int | None:
