@@ -29,6 +29,7 @@ from onnx.reference import ReferenceEvaluator
 import graphport
 from graphport.backend import prepare
 from graphport.runtime import load
+from graphport.verify import QUANT_STEPS
 
 EXAMPLE = Path(graphport.__file__).parent / "examples" / "example_effnet.onnx"
 INPUT = "melspectrogram"
@@ -292,6 +293,41 @@ def test_rounding_mode_is_checked(break_emitter):
         _check(_q("QuantizeLinear", x, np.float32(0.1), np.uint8(128), 10), {"x": x})
 
 
+@pytest.mark.parametrize("output", ["float", "integer"])
+def test_verification_counts_quantization_steps(output, tmp_path, break_emitter):
+    """A quantized output within QUANT_STEPS steps of ORT verifies; one that is a few steps further off does not,
+    whether it is dequantized (float) or the quantized integers themselves."""
+    import tensorflow as tf
+
+    from graphport.emit.tf import quant
+
+    x = np.random.default_rng(4).standard_normal((1, 3, 8)).astype(np.float32)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"])]
+    if output == "float":
+        nodes.append(helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]))
+    consts = {"s": np.float32(0.05), "z": np.uint8(128)}
+    model = _model(nodes, {"x": x}, consts, ["y" if output == "float" else "q"], 13)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+
+    def shifted(steps: int):
+        """The real converter of the output's op, then the output moved by `steps` quantization steps."""
+        def handler(ctx, node):
+            real(ctx, node)
+            v = ctx.onnx_order(node.outputs[0])
+            moved = v + steps * 0.05 if output == "float" else tf.cast(tf.cast(v, tf.int32) + steps, v.dtype)
+            ctx.set(node.outputs[0], moved)
+        return handler
+
+    op_type = "DequantizeLinear" if output == "float" else "QuantizeLinear"
+    real = quant.dequantize_linear if output == "float" else quant.quantize_linear
+    break_emitter(op_type, shifted(QUANT_STEPS - 1))
+    assert graphport.convert(path, tmp_path / "near", batch_sizes=(1, 3)).ok
+    break_emitter(op_type, shifted(QUANT_STEPS + 2))
+    assert not graphport.convert(path, tmp_path / "far", batch_sizes=(1, 3)).ok
+
+
 # ---- the example EfficientNet, quantized by onnxruntime.quantization -------------------------------------------
 
 def _calibration(n: int = 4):
@@ -334,17 +370,15 @@ KINDS = ["qdq", "qdq_per_channel", "qop", "dynamic"]
 # activation across a rounding boundary now and then, and that can reach the output. Measured on these models over
 # 24 runs each: at most 3.0 output steps from ORT running the graph as written (mean 0.6-1.0); ORT's own default
 # session differs from that by up to 7 steps on the QDQ models (its fused QLinearConv rounds differently).
-STEPS = 4
-# graphport's noise floor comes from ORT's own batch variance and fusion differences: about 8 output steps for the
-# QDQ models, but 1e-5 for the QOperator and dynamic ones (ORT runs those identically every way), which need this.
-CONVERT_ATOL = {"qop": 0.01, "dynamic": 0.01}
+STEPS = QUANT_STEPS
 
 
 @pytest.fixture(scope="module")
 def converted(quantized, tmp_path_factory) -> dict[str, tuple[graphport.ConversionReport, Path]]:
+    """Zero flags: verification measures quantized outputs in quantization steps (graphport.verify.QUANT_STEPS)."""
     root = tmp_path_factory.mktemp("converted")
-    return {kind: (graphport.convert(quantized[kind], root / kind, batch_sizes=(1, 3),
-                                     atol=CONVERT_ATOL.get(kind, 1e-4)), root / kind) for kind in KINDS}
+    return {kind: (graphport.convert(quantized[kind], root / kind, batch_sizes=(1, 3)), root / kind)
+            for kind in KINDS}
 
 
 @pytest.mark.parametrize("kind", KINDS)
