@@ -2,8 +2,10 @@
 
 Reading in blocks and resampling with soxr's streaming resampler keeps memory flat for hour-long files. The
 downmix is the channel mean, as Essentia's MonoLoader does ('mix'). Resampling uses soxr's HQ quality; Essentia's
-MonoLoader resamples with libsamplerate, so features of non-16 kHz files differ from Essentia's by the resampler
-alone (the front end itself matches to 1e-3 on the same 16 kHz signal).
+MonoLoader resamples with libsamplerate (medium quality), so features of non-16 kHz files differ from Essentia's by
+the resampler alone (the front end itself matches to 1e-3 on the same 16 kHz signal). That difference sits in the
+top mel bands, above about 7.2 kHz, where the two low-pass filters roll off differently; HQ is the soxr preset
+closest to it below those bands (measured against MonoLoader on noise: mean |Δ| 0.0164 in log-mel for HQ, 0.0167 for MQ, 0.036 for LQ).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from graphport.audio.frontend import SAMPLE_RATE
 from graphport.errors import GraphportError
 
 BLOCK_SECONDS = 30.0
+# Subtypes libsndfile reads exactly as int16: 4x cheaper than its float32 conversion (0.05 s vs 0.22 s CPU for 10
+# minutes of 44.1 kHz stereo PCM_16, measured), and x / 32768 is exactly what that conversion computes.
+_INT16_SUBTYPES = {"PCM_16", "PCM_S8", "PCM_U8"}
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
 
 
@@ -40,20 +45,33 @@ def decode_chunks(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
         resampler = None if f.samplerate == sample_rate else soxr.ResampleStream(
             f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
         block = max(1, int(block_seconds * f.samplerate))
+        dtype = "int16" if f.subtype in _INT16_SUBTYPES else "float32"
         while True:
             try:
-                data = f.read(block, dtype="float32", always_2d=True)
+                data = f.read(block, dtype=dtype, always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as e:
                 raise AudioError(f"cannot decode '{path}' past {f.tell()} frames: {e}") from None
             last = len(data) < block
-            # A matrix-vector product: data.mean(axis=1) is a strided reduction, 6x slower than decoding itself.
-            mono = data @ np.full(data.shape[1], 1 / data.shape[1], np.float32) if data.shape[1] > 1 else data[:, 0]
+            mono = _mono(data)
             if resampler is not None:
                 mono = resampler.resample_chunk(mono, last=last)
             if mono.size:
                 yield mono
             if last:
                 return
+
+
+def _mono(data: np.ndarray) -> np.ndarray:
+    """The channel mean in float32, summed column by column: data.mean(axis=1) is a strided reduction that costs
+    6x more than decoding. For int16 the sum of a few channels is exact in float32, so scaling it once gives the
+    same mean as libsndfile's float32 samples would (bit for bit for mono and stereo: the scales are powers of 2)."""
+    mono = data[:, 0].astype(np.float32)
+    for c in range(1, data.shape[1]):
+        mono += data[:, c]
+    scale = 1 / data.shape[1] / (32768 if data.dtype == np.int16 else 1)
+    if scale != 1:
+        mono *= np.float32(scale)
+    return mono
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -9,7 +9,7 @@ What Essentia does, checked against essentia-tensorflow 2.1b6 (tests/test_audio.
   last ones zero-padded. So an n-sample signal gives 1 + ceil(n / 256) frames (0 for n = 0).
 - Windowing: symmetric Hann (0.5 - 0.5 cos(2 pi k / 511)), not normalised; its zero-phase rotation does not change
   the magnitude spectrum, so it is left out.
-- Spectrum: |rfft| (257 bins); MelBands squares it (its `type` is 'power').
+- Spectrum: |rfft| (257 bins); MelBands squares it (its `type` is 'power'). Computed in float32, as Essentia does.
 - MelBands: 96 triangles, edges equally spaced on Slaney's mel scale from 0 to 8000 Hz, triangles linear in Hz,
   'unit_tri' normalisation (each triangle has area 1 in Hz: peak 2 / (f_hi - f_lo)).
 - log10(1 + 10000 x).
@@ -33,6 +33,7 @@ N_BANDS = 96
 PATCH_SIZE = 128
 PATCH_HOP = 62
 LAST_PATCH_MODES = ("discard", "repeat")
+BLOCK_FRAMES = 256  # frames per vectorised step of mel_bands: [256, 512] float32 is 512 KiB, cache-sized
 
 
 def _hz_to_mel(f: float) -> np.float32:
@@ -78,11 +79,39 @@ def frame_count(n_samples: int) -> int:
     return 0 if n_samples <= 0 else 1 + -(-n_samples // HOP_SIZE)
 
 
+@lru_cache(maxsize=1)
+def _triangles() -> tuple[tuple[int, int, np.ndarray], ...]:
+    """Each band as (first bin, end bin, its weights): 502 of the 257 x 96 coefficients are nonzero (at most 15 per
+    band), so a product per band does 1/50 of a dense matmul's work and never wakes BLAS's thread pool, which on
+    small blocks cost more than the product itself (measured 0.99 s vs 0.07 s CPU for 10 minutes of audio)."""
+    fb = mel_filterbank()
+    bands = []
+    for b in range(N_BANDS):
+        nz = np.flatnonzero(fb[:, b])
+        bands.append((int(nz[0]), int(nz[-1]) + 1, np.ascontiguousarray(fb[nz[0]:nz[-1] + 1, b])))
+    return tuple(bands)
+
+
 def mel_bands(frames: np.ndarray) -> np.ndarray:
-    """[n, 512] time frames -> [n, 96] log-mel bands (TensorflowInputMusiCNN.compute, vectorised)."""
-    spectrum = np.fft.rfft(frames * _window(), axis=-1)
-    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    return np.log10(1.0 + 10000.0 * (power @ mel_filterbank()))
+    """[n, 512] time frames -> [n, 96] log-mel bands (TensorflowInputMusiCNN.compute, vectorised).
+
+    Works through BLOCK_FRAMES frames at a time in float32: a block's frames, spectrum and power stay in cache, and
+    numpy's float32 FFT over 37,500 frames at once is 6x slower than over blocks of 256 (measured). In such blocks
+    it is as fast as scipy.fft (0.08 s vs 0.07 s CPU for 10 minutes of audio; scipy's workers=2 gained nothing on 2
+    cores), and scipy.fft would add about 0.5 s of imports to every start.
+    """
+    frames = np.asarray(frames, np.float32)
+    mel = np.empty((N_BANDS, len(frames)), np.float32)  # band-major: each band's row is written contiguously
+    for start in range(0, len(frames), BLOCK_FRAMES):
+        spectrum = np.fft.rfft(frames[start:start + BLOCK_FRAMES] * _window(), axis=-1)
+        power = np.square(spectrum.real)
+        power += np.square(spectrum.imag)
+        power = np.ascontiguousarray(power.T)  # [257, block]: a band's bins are contiguous rows
+        for b, (lo, hi, weights) in enumerate(_triangles()):
+            np.dot(weights, power[lo:hi], out=mel[b, start:start + BLOCK_FRAMES])
+    mel *= np.float32(10000)
+    mel += np.float32(1)
+    return np.log10(mel, out=mel).T
 
 
 def mel_frames(signal: np.ndarray) -> np.ndarray:
@@ -133,9 +162,7 @@ class MelStream:
             yield from self._emit(n)
 
     def _emit(self, n: int) -> Iterator[np.ndarray]:
-        windows = np.lib.stride_tricks.sliding_window_view(self._buf, FRAME_SIZE)[::HOP_SIZE][:n]
-        for start in range(0, n, 4096):  # bound the temporary [frames, 512] arrays of a long chunk
-            yield mel_bands(windows[start:start + 4096])
+        yield mel_bands(np.lib.stride_tricks.sliding_window_view(self._buf, FRAME_SIZE)[::HOP_SIZE][:n])
         self.n_frames += n
         self._buf = self._buf[n * HOP_SIZE:].copy()
 

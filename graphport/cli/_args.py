@@ -123,3 +123,14 @@ def command(sub: argparse._SubParsersAction, name: str, summary: str, descriptio
     """A command's parser, with the global options and the shared help format."""
     return sub.add_parser(name, help=summary, description=description or summary, formatter_class=_Formatter,
                           parents=[global_options(in_command=True)])
+
+
+def thread_budget(text: str) -> tuple[int, int]:
+    """`MODEL[,FRONTEND]` -> (model, frontend) thread counts; FRONTEND defaults to 1."""
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not 1 <= len(sizes) <= 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected MODEL[,FRONTEND] thread counts >= 1, e.g. 2 or 2,1; got '{text}'")
+    return sizes[0], sizes[1] if len(sizes) == 2 else 1

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
-from graphport.cli._args import batch_or_auto, command, positive_float, positive_int
+from graphport.cli._args import batch_or_auto, command, positive_float, positive_int, thread_budget
 
 # graphport.audio.LAST_PATCH_MODES, repeated so the parser imports no numpy (tests/test_cli_parser.py checks it).
 LAST_PATCH_MODES = ("discard", "repeat")
 
 if TYPE_CHECKING:
-    from graphport.predict import Summary
+    from graphport.predict import Summary, Threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,6 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--actors", type=positive_int, default=1, metavar="N", help="Ray actors, each holding one loaded model")
     p.add_argument("--backend", choices=("capi", "session", "tf2", "onnxruntime"), default="capi",
                    help="how the model is run")
+    p.add_argument("--threads", type=thread_budget, metavar="MODEL[,FRONTEND]",
+                   help="local engine: the model's intra-op threads and the front end's threads (files decoded in "
+                        "parallel); default: every core this process may use for the model, 1 front-end thread "
+                        "per 8 cores")
     p.add_argument("--patch-size", type=positive_int, default=128, metavar="N", help="frames per patch")
     p.add_argument("--patch-hop", type=positive_int, default=62, metavar="N", help="frames between patch starts")
     p.add_argument("--last-patch", choices=LAST_PATCH_MODES, default="discard",
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise GraphportError(f"--patch-hop ({args.patch_hop}) must not exceed --patch-size ({args.patch_size}).")
     if args.ray_address and args.engine != "ray":
         raise GraphportError("--ray-address needs --engine ray.")
+    if args.threads and args.engine != "local":
+        raise GraphportError("--threads applies to the local engine; with --engine ray, Ray places the work.")
     require_extra("audio", "graphport predict", ("soundfile", "soxr", *(("pyarrow",) if args.format == "parquet"
                                                                          else ())))
     if args.engine == "ray":
@@ -79,8 +86,42 @@ def _quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class _Rate:
+    """Patches through the model per second since the engine started: one clock, read by the progress bar while
+    the run goes and by the summary at its end, so the two report the same rate."""
+
+    def __init__(self) -> None:
+        self.start, self.end, self.patches = time.perf_counter(), None, 0
+
+    @property
+    def seconds(self) -> float:
+        return (self.end if self.end is not None else time.perf_counter()) - self.start
+
+    def stop(self) -> None:
+        self.end = time.perf_counter()
+
+    def text(self) -> str:
+        seconds = self.seconds
+        return f"{self.patches / seconds:.0f} patches/s" if seconds > 0 and self.patches else ""
+
+
 def _predict(args: argparse.Namespace, console: Console) -> int:
+    import contextlib
+    import threading
     from pathlib import Path
+
+    from graphport.runtime.backends import load, warm_up
+
+    def preload() -> None:
+        """Loading libtensorflow_cc takes seconds; dlopen releases the GIL, so it overlaps the imports and the input
+        scan below. A failure is left to load(), which makes the same call in the main thread, where it is seen.
+        Not for an .onnx: its conversion imports TF's Python package first, and takes far longer anyway."""
+        with contextlib.suppress(Exception):
+            warm_up("capi")
+
+    loader = threading.Thread(target=preload, daemon=True)
+    if args.backend == "capi" and args.engine == "local" and not str(args.model).lower().endswith(".onnx"):
+        loader.start()
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -88,6 +129,8 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
         FileResult,
         Outputs,
         PredictConfig,
+        Threads,
+        auto_threads,
         check_model_input,
         collect_inputs,
         estimate_patches,
@@ -96,20 +139,24 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
         prepare_model,
         run_local,
     )
-    from graphport.runtime.backends import load
 
     outputs_wanted = [s.strip() for s in args.outputs.split(",") if s.strip()] if args.outputs else None
     cfg = PredictConfig(args.patch_size, args.patch_hop, args.last_patch, outputs_wanted, args.format)
+    threads = Threads(*args.threads) if args.threads else auto_threads()
     items = collect_inputs(args.audio)
     model = prepare_model(args.model, log=lambda s: console.print(s, highlight=False))
-    session = load(model, args.backend)
+    if loader.ident is not None:
+        loader.join()
+    session = load(model, args.backend, threads.model if args.engine == "local" else None)
     check_model_input(session, cfg.patch_size)
     names = pick_outputs(session, cfg.outputs)
     outputs = Outputs(Path(args.out), cfg, model_fingerprint(session.info.path))
     todo = [it for it in items if not outputs.done(it.key)]
     skipped = len(items) - len(todo)
     batch = args.batch
-    if batch == "auto":
+    if batch == "auto" and not todo:
+        batch = 1  # nothing left to run: no probe (its runs take seconds), and the size is moot
+    elif batch == "auto":
         from graphport.batching import pick_batch_size
 
         budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
@@ -125,26 +172,20 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False,
                   disable=not todo) as progress:
         task = progress.add_task("predict", total=total or None, files=f"0/{len(todo)} files", rate="")
-        started = [None]
+        rate = _Rate()
 
         def on_progress(n: int, res: FileResult | None) -> None:
-            import time
-
-            started[0] = started[0] or time.perf_counter()
             if res is not None:
                 done_files[0] += 1
                 if res.error:
                     progress.console.print(f"[yellow]skipped[/] {escape(str(res.item.path))}: {escape(res.error)}",
                                            highlight=False)
-            progress.update(task, advance=n, files=f"{done_files[0]}/{len(todo)} files")
-            elapsed = time.perf_counter() - started[0]
-            completed = progress.tasks[0].completed
-            if elapsed > 0 and completed:
-                progress.update(task, rate=f"{completed / elapsed:.0f} patches/s")
+            rate.patches += n
+            progress.update(task, advance=n, files=f"{done_files[0]}/{len(todo)} files", rate=rate.text())
 
         try:
             if args.engine == "local":
-                summary = run_local(session, todo, outputs, cfg, batch, on_progress)
+                summary = run_local(session, todo, outputs, cfg, batch, on_progress, threads.frontend)
             else:
                 session.close()
                 from graphport.predict_ray import run_ray
@@ -156,26 +197,34 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[red]interrupted[/]: {done_files[0]} finished files are in {args.out}; run the same "
                           "command again to resume.")
             return 130
+        rate.stop()
+        progress.update(task, rate=rate.text())  # the bar's last figure is the summary's
     summary.skipped_done = skipped
     written = outputs.finalize(items)
-    _print_summary(console, summary, args, written)
+    _print_summary(console, summary, args, written, rate, threads)
     return 1 if summary.failed else 0
 
 
-def _print_summary(console: Console, s: Summary, args: argparse.Namespace, written: list) -> None:
-    """Files, patches, speed and the settings they were measured with; then any failed files, as a table."""
+def _print_summary(console: Console, s: Summary, args: argparse.Namespace, written: list, rate: _Rate,
+                   threads: Threads) -> None:
+    """Files, patches, speed (the progress bar's clock) and the settings they were measured with; then the CPU
+    split between model and front end; then any failed files, as a table."""
     from rich.table import Table
 
     ok = len(s.results) - len(s.failed)
-    rate = s.patches / s.wall_s if s.wall_s else 0.0
-    console.print(f"[bold]{ok} files predicted[/], {s.skipped_done} already done, {len(s.failed)} failed; "
-                  f"{s.patches} patches in {s.wall_s:.2f} s ({rate:.0f} patches/s, batch {s.batch}, "
-                  f"engine {args.engine}, backend {args.backend}, "
-                  f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})", highlight=False)
-    if s.wall_s:
-        console.print(f"model {s.model_s:.2f} s, front end {s.frontend_s:.2f} s "
-                      f"({'overlapped with the model' if args.engine == 'local' else 'in Ray tasks'})",
-                      highlight=False)
+    local = args.engine == "local"
+    speed = (f"; {rate.patches} patches in {rate.seconds:.2f} s ({rate.text()}, batch {s.batch}, engine {args.engine}, "
+             f"backend {args.backend}{f', threads {threads}' if local else ''}, "
+             f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})") if rate.patches else ""
+    console.print(f"[bold]{ok} files predicted[/], {s.skipped_done} already done, {len(s.failed)} failed{speed}",
+                  highlight=False)
+    if rate.patches and local:
+        model_cpu = s.cpu_s - s.frontend_s
+        share = f" = {100 * s.frontend_s / model_cpu:.0f} % of the model's {model_cpu:.2f} s" if model_cpu > 0 else ""
+        console.print(f"model {s.model_s:.2f} s in session.run; CPU: front end {s.frontend_s:.2f} s{share} "
+                      "(overlapped with the model)", highlight=False)
+    elif rate.patches:
+        console.print(f"model {s.model_s:.2f} s, front end {s.frontend_s:.2f} s (in Ray tasks)", highlight=False)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
     if s.failed:

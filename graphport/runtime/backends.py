@@ -3,6 +3,8 @@
 Backends: `capi` (the TF C API through ctypes, what C/C++ hosts do), `session` (tf.compat.v1 graph mode),
 `tf2` (tf.saved_model.load), `onnxruntime`, and `essentia` (Essentia's libtensorflow 2.5, in its own venv).
 Feeds and results are keyed by the user-facing names of `ModelInfo` (the ONNX names for graphport output).
+`threads` (where given) sizes the backend's intra-op pool, with inter-op 1, so that a host that runs other work
+(predict's front end) can keep the model within a core budget instead of TF's default of every core.
 """
 
 from __future__ import annotations
@@ -94,11 +96,11 @@ class Session:
 class CAPIBackend(Session):
     backend = "capi"
 
-    def __init__(self, info: ModelInfo):
-        from graphport.runtime.capi import CAPISession
+    def __init__(self, info: ModelInfo, threads: int | None = None):
+        from graphport.runtime.capi import CAPISession, thread_config
 
         super().__init__(info)
-        self.sess = CAPISession(info.path)
+        self.sess = CAPISession(info.path, config=thread_config(threads, 1) if threads else None)
 
     def _run(self, feeds):
         return self.named(self.sess.run(self.tensor_feeds(feeds), self.fetches))
@@ -112,12 +114,14 @@ class CAPIBackend(Session):
 class TFSessionBackend(Session):
     backend = "session"
 
-    def __init__(self, info: ModelInfo):
+    def __init__(self, info: ModelInfo, threads: int | None = None):
         import tensorflow as tf
 
         super().__init__(info)
         self.graph = tf.Graph()
-        self.sess = tf.compat.v1.Session(graph=self.graph)
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1) \
+            if threads else None
+        self.sess = tf.compat.v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():
             if info.kind == "saved_model":
                 tf.compat.v1.saved_model.load(self.sess, ["serve"], str(info.path))
@@ -136,12 +140,15 @@ class TFSessionBackend(Session):
 class TF2Backend(Session):
     backend = "tf2"
 
-    def __init__(self, info: ModelInfo):
+    def __init__(self, info: ModelInfo, threads: int | None = None):
         import tensorflow as tf
 
         super().__init__(info)
         if info.kind != "saved_model":
             raise GraphportError("the tf2 backend loads SavedModels; use capi or session for a .pb.")
+        if threads:  # process-wide in TF2, and only before its runtime starts: a later change raises RuntimeError
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
         self.model = tf.saved_model.load(str(info.path))
         self.fn = self.model.signatures["serving_default"]
         self.args = {i.name: a for i, a in zip(self.inputs, sorted(self.fn.structured_input_signature[1]))}
@@ -165,11 +172,14 @@ class TF2Backend(Session):
 class ORTBackend(Session):
     backend = "onnxruntime"
 
-    def __init__(self, info: ModelInfo):
+    def __init__(self, info: ModelInfo, threads: int | None = None):
         import onnxruntime as ort
 
         super().__init__(info)
-        self.sess = ort.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.sess = ort.InferenceSession(str(info.path), options, providers=["CPUExecutionProvider"])
 
     def _run(self, feeds):
         return dict(zip([o.name for o in self.outputs], self.sess.run([o.name for o in self.outputs], feeds)))
@@ -214,8 +224,9 @@ def warm_up(backend: str) -> None:
         import onnxruntime  # noqa: F401
 
 
-def load(path: str | os.PathLike, backend: str = "auto") -> Session:
-    """Open `path` with `backend` ('auto': onnxruntime for .onnx, tf2 for a SavedModel, capi for a .pb)."""
+def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None) -> Session:
+    """Open `path` with `backend` ('auto': onnxruntime for .onnx, tf2 for a SavedModel, capi for a .pb); `threads`
+    sizes its intra-op pool (None: the backend's default, every core). The essentia backend takes no budget."""
     p = Path(path)
     kind = "saved_model" if backend == "tf2" else None
     info = resolve(p, kind)
@@ -225,4 +236,6 @@ def load(path: str | os.PathLike, backend: str = "auto") -> Session:
         raise GraphportError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}.")
     if (backend == "onnxruntime") != (info.kind == "onnx"):
         raise GraphportError(f"backend '{backend}' cannot run a {info.kind} model.")
-    return _CLASSES[backend](info)
+    if threads and backend == "essentia":
+        raise GraphportError("the essentia backend runs in Essentia's own process and takes no thread budget.")
+    return _CLASSES[backend](info, threads) if threads else _CLASSES[backend](info)

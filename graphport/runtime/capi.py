@@ -53,6 +53,7 @@ def lib() -> C.CDLL:
         "TF_GetCode": (i, [p]), "TF_Message": (s, [p]),
         "TF_NewGraph": (p, []), "TF_DeleteGraph": (None, [p]),
         "TF_NewSessionOptions": (p, []), "TF_DeleteSessionOptions": (None, [p]),
+        "TF_SetConfig": (None, [p, p, C.c_size_t, p]),
         "TF_NewImportGraphDefOptions": (p, []), "TF_DeleteImportGraphDefOptions": (None, [p]),
         "TF_NewBufferFromString": (C.POINTER(_Buffer), [p, C.c_size_t]),
         "TF_NewBuffer": (C.POINTER(_Buffer), []), "TF_DeleteBuffer": (None, [C.POINTER(_Buffer)]),
@@ -87,11 +88,28 @@ class _Status:
             lib().TF_DeleteStatus(self.ptr)
 
 
+def thread_config(intra_op: int, inter_op: int) -> bytes:
+    """A serialized `tensorflow.ConfigProto` that sets only the two thread pools' sizes (fields 2 and 5, varints).
+
+    Written by hand so that choosing threads costs no `tensorflow` or protobuf import: `predict` on a converted model
+    needs only the two shared libraries.
+    """
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return b"\x10" + varint(intra_op) + b"\x28" + varint(inter_op)
+
+
 class CAPISession:
     """A TF_Session over a frozen `.pb`, a SavedModel directory, or a serialized GraphDef given as bytes; feeds and
-    fetches are 'op' or 'op:index'."""
+    fetches are 'op' or 'op:index'. `config` is a serialized ConfigProto (e.g. `thread_config`)."""
 
-    def __init__(self, path: str | Path | bytes, tags: tuple[str, ...] = ("serve",)):
+    def __init__(self, path: str | Path | bytes, tags: tuple[str, ...] = ("serve",), config: bytes | None = None):
         L = lib()
         data = path if isinstance(path, bytes) else None
         path = Path("<GraphDef bytes>") if data is not None else Path(path)
@@ -100,6 +118,9 @@ class CAPISession:
         status = _Status()
         opts = L.TF_NewSessionOptions()
         try:
+            if config:
+                L.TF_SetConfig(opts, config, len(config), status.ptr)
+                status.check("TF_SetConfig")
             if data is None and path.is_dir():
                 ctags = (C.c_char_p * len(tags))(*[t.encode() for t in tags])
                 self.session = L.TF_LoadSessionFromSavedModel(opts, None, str(path).encode(), ctags, len(tags),

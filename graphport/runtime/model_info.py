@@ -36,11 +36,12 @@ def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
     if not p.exists():
         raise GraphportError(f"'{p}' does not exist.")
     if model_json.is_output_folder(p):
-        meta = model_json.read(p)
-        kind = kind or "pb"
-        return ModelInfo(kind, model_json.artifact_path(p, kind),
-                         *[[IOInfo(e["name"], e["shape"], e["dtype"] or "float32", e[kind]["tensor"])
-                            for e in meta[side]] for side in ("inputs", "outputs")])
+        return _from_folder(p, kind or "pb")
+    # A converted folder's own model.pb or saved_model/: its model.json describes it, so reading it needs no
+    # `import tensorflow` (seconds), which a foreign .pb or SavedModel does.
+    own = [a for a in ("pb", "saved_model") if kind in (None, a) and model_json.artifact_path(p.parent, a) == p]
+    if own and model_json.is_output_folder(p.parent):
+        return _from_folder(p.parent, own[0])
     if p.is_dir() and (p / "saved_model.pb").exists():
         return _saved_model(p)
     if p.suffix == ".onnx":
@@ -48,6 +49,13 @@ def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
     if p.suffix in (".pb", ".pbtxt") or p.is_file():
         return _graph_def(p)
     raise GraphportError(f"'{p}' is neither an .onnx file, a .pb GraphDef nor a SavedModel directory.")
+
+
+def _from_folder(folder: Path, kind: str) -> ModelInfo:
+    meta = model_json.read(folder)
+    return ModelInfo(kind, model_json.artifact_path(folder, kind),
+                     *[[IOInfo(e["name"], e["shape"], e["dtype"] or "float32", e[kind]["tensor"])
+                        for e in meta[side]] for side in ("inputs", "outputs")])
 
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
