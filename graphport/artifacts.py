@@ -3,10 +3,10 @@
 The SavedModel's single function imports the frozen GraphDef, so its weights are `Const`s inside the function:
 no variables and no weights as function arguments (the form that loads fast in old C API hosts, docs/background.md §1).
 
-A graph with a v1 While loop (a recurrent layer over a dynamic length) is saved as a TF1 SavedModel instead: the
-graph itself in the MetaGraph, with a serving signature. Inside a function, libtensorflow 2.5 refuses v1 loops
-("has inputs from different frames"); as a plain graph it loads them at once. TF2 loads it too, through
-`loaded.signatures["serving_default"]` (a TF1 SavedModel is not callable itself).
+A graph with v1 control flow (a recurrent layer over a dynamic length, a runtime If/Loop/Scan) is saved as a
+TF1 SavedModel instead: the graph itself in the MetaGraph, with a serving signature. Inside a function,
+libtensorflow 2.5 refuses v1 loops ("has inputs from different frames"); as a plain graph it loads them at once.
+TF2 loads it too, through `loaded.signatures["serving_default"]` (a TF1 SavedModel is not callable itself).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def save_flat_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: 
     # ("AttrValue missing value ... 'transpose_b'"). Saving works on its own copy.
     graph_def = type(graph_def).FromString(graph_def.SerializeToString())
     keys = keys or [py_identifier(o) for o in outputs]
-    if V1_LOOP_OPS & {n.op for n in graph_def.node}:
+    if V1_CONTROL_OPS & {n.op for n in graph_def.node}:
         return _save_v1_saved_model(graph_def, inputs, outputs, path, keys)
     args = [spec.name for spec in inputs.values()]
     input_map_keys = [f"{op}:0" for op in inputs]
@@ -69,7 +69,7 @@ def save_flat_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: 
             "outputs": {op: sig.outputs[k].name for op, k in zip(outputs, keys)}}
 
 
-V1_LOOP_OPS = {"Enter", "Exit", "NextIteration", "LoopCond"}
+V1_CONTROL_OPS = {"Enter", "Exit", "NextIteration", "LoopCond", "Switch", "Merge"}
 
 
 def _save_v1_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: list[str], path: Path,

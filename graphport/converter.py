@@ -107,7 +107,8 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
             result = verify(onnx_bytes, graph, emitted.graph_def, (emitted.inputs, emitted.outputs), batch_sizes,
                             atol, rtol, dims=dims) if verify_outputs else None
             names = saving.result()
-        report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result, warnings=_doctor_warnings(tmp))
+        report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result,
+                                  warnings=graph.notes + _doctor_warnings(tmp))
         report.seconds = time.perf_counter() - start
         report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report, pins, dims)
         if not report.ok:

@@ -6,6 +6,8 @@ ONNX Runtime at B in {1, 3, 64}; every declined variant must raise UnsupportedMo
 
 from __future__ import annotations
 
+import re
+
 import beyond_models as bm  # tests/ is on sys.path under pytest's default (prepend) import mode
 import numpy as np
 import onnx
@@ -221,9 +223,11 @@ def test_models_really_differ():
 
 
 # ---- control flow on model inputs -------------------------------------------------------------------------------
-def test_if_on_input_is_refused_by_name(tmp_path):
-    with pytest.raises(UnsupportedModel, match=r"If .*depends on the value of graph input 'sr'.*--fix-input sr=VALUE"):
-        graphport.convert(bm.branching_model(), tmp_path / "out")
+def test_if_on_input_runs_as_v1_control_flow_and_names_the_flag(tmp_path):
+    report = graphport.convert(bm.branching_model(), tmp_path / "out", batch_sizes=BATCHES)
+    assert report.ok and {"Switch", "Merge"} <= set(report.tf_ops)
+    assert any(re.search(r"If .*depends on the value of graph input 'sr'.*--fix-input sr=VALUE", w)
+               for w in report.warnings), report.warnings
 
 
 @pytest.mark.parametrize("sr, nested, op", [(16000, False, "Relu"), (8000, False, "Sigmoid"),
@@ -247,8 +251,7 @@ def test_loop_with_constant_trip_count_unrolls(tmp_path):
 
 
 def test_loop_on_input_trip_count(tmp_path):
-    with pytest.raises(UnsupportedModel, match=r"Loop .*graph input 'n'.*--fix-input n=VALUE"):
-        graphport.convert(bm.loop_model(None), tmp_path / "out")
+    """Unpinned, it runs as a v1 While loop (tests/test_ops_control.py); pinned, it unrolls."""
     report, _ = convert_ok(fix_inputs(bm.loop_model(None), {"n": np.array(2)}), tmp_path / "out2")
     assert report.tf_ops.get("Tanh") == 2
 
@@ -256,7 +259,5 @@ def test_loop_on_input_trip_count(tmp_path):
 @pytest.mark.parametrize("sr, op", [(16000, "Tanh"), (8000, "Mean")])
 def test_vad_style_lstm_inside_if(tmp_path, sr, op):
     """The issue's voice-activity case: an LSTM inside the branch taken for the fixed sample rate."""
-    with pytest.raises(UnsupportedModel, match="--fix-input sr=VALUE"):
-        graphport.convert(bm.vad_model(), tmp_path / "refused")
     report, _ = convert_ok(fix_inputs(bm.vad_model(), {"sr": np.array(sr)}), tmp_path / "out")
     assert op in report.tf_ops

@@ -129,7 +129,8 @@ def _all_tensors(model: onnx.ModelProto):
                 yield a.t
 
 
-def _dims(vi: onnx.ValueInfoProto) -> tuple[np.dtype | None, tuple[Dim, ...] | None]:
+def value_type(vi: onnx.ValueInfoProto) -> tuple[np.dtype | None, tuple[Dim, ...] | None]:
+    """(element dtype, shape with ints, dim_param names and None) of a value; None for what is not given."""
     tt = vi.type.tensor_type
     dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
     if not tt.HasField("shape"):
@@ -148,7 +149,7 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     init_names = {t.name for t in g.initializer}
     values: dict[str, Value] = {}
     for vi in list(g.value_info) + list(g.output) + list(g.input):
-        dtype, shape = _dims(vi)
+        dtype, shape = value_type(vi)
         values[vi.name] = Value(vi.name, dtype, shape)
     for t in g.initializer:
         arr = numpy_helper.to_array(t)

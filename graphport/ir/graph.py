@@ -32,6 +32,11 @@ class Node:
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
     domain: str = ""
+    implicit_inputs: list[str] = field(default_factory=list)  # outer values an If/Loop/Scan body reads
+
+    def all_inputs(self) -> list[str]:
+        """Explicit inputs, then the outer values its subgraphs read (what dead-code and fusion passes must see)."""
+        return self.inputs + self.implicit_inputs
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Graph:
     opset: int
     symbols: dict[str, tuple[str, int]] = field(default_factory=dict)  # symbol -> (graph input, axis)
     domain_opsets: dict[str, int] = field(default_factory=dict)  # custom domain -> its opset version
+    notes: list[str] = field(default_factory=list)  # what conversion wants the user to know (warnings)
 
     def value(self, name: str) -> Value:
         if name not in self.values:
@@ -66,7 +72,7 @@ class Graph:
     def consumers(self) -> dict[str, list[Node]]:
         users: dict[str, list[Node]] = {}
         for n in self.nodes:
-            for i in n.inputs:
+            for i in n.all_inputs():
                 users.setdefault(i, []).append(n)
         return users
 

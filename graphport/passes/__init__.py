@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graphport.ir.graph import Graph
 from graphport.passes.cleanup import eliminate_dead_code
-from graphport.passes.control import fold_if, refuse_control_flow, unroll_loops
+from graphport.passes.control import control_flow_notes, fold_if, mark_implicit_inputs, unroll_loops
 from graphport.passes.fold import fold_constants
 from graphport.passes.fuse import fold_batchnorm_into_conv, fuse_pad_into_conv
 from graphport.passes.specialise import fix_dims, fix_inputs
@@ -13,8 +13,8 @@ __all__ = ["fix_dims", "fix_inputs", "optimize"]
 
 
 def optimize(graph: Graph) -> Graph:
-    """Fold shapes and constants (inlining each `If` whose condition folds), refuse control flow that is left,
-    drop dead code, then fuse BatchNorm and zero Pads into convolutions."""
+    """Fold shapes and constants (inlining each `If` whose condition folds), note the control flow that is left
+    (it runs as TF v1 control flow), drop dead code, then fuse BatchNorm and zero Pads into convolutions."""
     graph = fold_constants(graph)
     folded = 1
     while folded:  # an inlined branch may decide a nested If or a Loop's trip count
@@ -23,7 +23,8 @@ def optimize(graph: Graph) -> Graph:
         folded += unrolled
         if folded:
             graph = fold_constants(graph)
-    refuse_control_flow(graph)
+    mark_implicit_inputs(graph)
+    graph.notes = control_flow_notes(graph)
     for step in (eliminate_dead_code, fold_batchnorm_into_conv, fuse_pad_into_conv,
                  eliminate_dead_code):
         graph = step(graph)

@@ -11,7 +11,7 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     for node in reversed(graph.nodes):
         if any(o in live for o in node.outputs):
             kept.append(node)
-            live.update(i for i in node.inputs if i)
+            live.update(i for i in node.all_inputs() if i)
     graph.nodes = kept[::-1]
     for name in list(graph.values):
         if name not in live and name not in graph.inputs:

@@ -1,10 +1,10 @@
 """Control flow: inline every `If` whose condition folds, unroll `Loop`s with a constant trip count.
 
 Exported models branch on scalar inputs (a voice-activity model runs `If` on its sample rate, with LSTMs in the
-branches) and on input sizes. A TF graph with `tf.cond` is slow to load on old C API hosts and hides shapes, so
-graphport keeps graphs flat: `passes.specialise` pins inputs or dims (`--fix-input`, `--fix-dim`), constant folding
-then decides the condition, and `fold_if` puts the chosen branch's nodes into the main graph. What stays is refused
-by name, with the flag that would fold it.
+branches) and on input sizes. A flat graph runs fastest and keeps every shape known, so graphport folds what it
+can: `passes.specialise` pins inputs or dims (`--fix-input`, `--fix-dim`), constant folding then decides the
+condition, and `fold_if` puts the chosen branch's nodes into the main graph. What stays decides at run time and
+becomes TF v1 control flow (`emit/tf/control_flow.py`); `control_flow_notes` names the flag that would fold it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from graphport.errors import UnsupportedModel
 from graphport.ir.attrs import decode_attrs
 from graphport.ir.graph import Graph, Node, Value
 from graphport.ir.symbolic import Sym
@@ -160,29 +159,63 @@ def _renamed(g: onnx.GraphProto, rename: dict[str, str]) -> onnx.GraphProto:
     return copy
 
 
-def refuse_control_flow(graph: Graph) -> None:
-    """Name each control-flow node left after folding and what it depends on, with the flag that folds it:
-    `--fix-input` for a graph input's value, `--fix-dim` for an input's size."""
+def mark_implicit_inputs(graph: Graph) -> None:
+    """Record on each `If`/`Loop`/`Scan` left after folding the outer values its subgraphs read, so that dead-code
+    elimination and fusion see those uses; the emitter turns such nodes into TF v1 control flow."""
+    for node in graph.nodes:
+        if node.op_type in CONTROL_FLOW and not node.domain:
+            seen: set[str] = set()
+            for g in node.attrs.values():
+                if isinstance(g, onnx.GraphProto):
+                    seen.update(_free_names(g))
+            node.implicit_inputs = sorted(n for n in seen if n)
+
+
+def _free_names(g: onnx.GraphProto) -> set[str]:
+    """Names `g` (or a subgraph nested in it) reads without defining them: values of the enclosing scopes."""
+    defined = {i.name for i in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
+    used = {o.name for o in g.output}
+    for n in g.node:
+        used.update(n.input)
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                used |= _free_names(sub)
+    return used - defined
+
+
+def control_flow_notes(graph: Graph) -> list[str]:
+    """One line per `If`/`Loop`/`Scan` that stays control flow: what it depends on, and the flag that would fold
+    it into a flat graph (`--fix-input` for a graph input's value, `--fix-dim` for an input's size)."""
     producers = graph.producers()
-    items = []
+    notes = []
     for node in graph.nodes:
         if node.op_type not in CONTROL_FLOW or node.domain:
             continue
         what = "condition" if node.op_type == "If" else "trip count/condition"
-        values, dims = _input_deps(graph, producers, node.inputs[:1] if node.op_type == "If" else node.inputs[:2])
-        if values:
+        names = node.inputs[:1] if node.op_type == "If" else node.inputs[:2] if node.op_type == "Loop" else []
+        values, dims = _input_deps(graph, producers, names)
+        data = [v for v in values if _has_runtime_dims(graph, v)]  # a data tensor, not a setting to pin
+        values = [v for v in values if v not in data]
+        if data:  # pinning other inputs would not fold it
+            why = f"its {what} is computed from the data in graph input '{data[0]}'"
+        elif values:
             hint = ", ".join(f"'{d}'" for d in values)
-            why = (f"its {what} depends on the value of graph input {hint}; specialise it with "
-                   f"--fix-input {values[0]}=VALUE so the branch folds away")
+            why = (f"its {what} depends on the value of graph input {hint}; --fix-input {values[0]}=VALUE "
+                   f"would fold it into a flat graph")
         elif dims:
             hint = ", ".join(f"'{d}'" for d in dims)
-            why = (f"its {what} depends on the size of dim {hint} of the inputs; pin it with --fix-dim "
-                   f"{dims[0]}=SIZE so the branch folds away (other dims stay dynamic)")
+            why = (f"its {what} depends on the size of dim {hint} of the inputs; --fix-dim {dims[0]}=SIZE would "
+                   f"fold it into a flat graph (other dims stay dynamic)")
         else:
-            why = "control flow that does not fold to a constant (graphport emits flat graphs only)"
-        items.append((node.op_type, node.name, graph.opset, why))
-    if items:
-        raise UnsupportedModel(items)
+            why = "its sequence length is known only at run time" if node.op_type == "Scan" else \
+                f"its {what} is computed at run time"
+        notes.append(f"{node.op_type} '{node.name}' runs as TF v1 control flow: {why}")
+    return notes
+
+
+def _has_runtime_dims(graph: Graph, name: str) -> bool:
+    shape = graph.values[name].shape
+    return shape is None or any(not isinstance(d, int) for d in shape)
 
 
 def _input_deps(graph: Graph, producers: dict[str, Node], names: list[str]) -> tuple[list[str], list[str]]:
@@ -203,7 +236,7 @@ def _input_deps(graph: Graph, producers: dict[str, Node], names: list[str]) -> t
         elif name in producers:
             node = producers[name]
             sized = via_shape or node.op_type in ("Shape", "Size")
-            stack.extend((i, sized) for i in node.inputs if i)
+            stack.extend((i, sized) for i in node.all_inputs() if i)
     dims = [s for s, (src, _) in graph.symbols.items() if src in shaped or s in exact]
     leading = {s for s, (_, axis) in graph.symbols.items() if axis == 0}
     return sorted(values), [d for d in dims if d not in leading] or dims

@@ -2,6 +2,7 @@
 
 from graphport.emit.tf import (  # noqa: F401
     attention,
+    control_flow,
     conv,
     detection,
     elementwise,

@@ -45,6 +45,14 @@ class EmitContext:
         self._dims: dict[str, tf.Tensor] = {}
         self._shapes: dict[str, tf.Tensor] = {}
 
+    def child(self, graph: Graph) -> EmitContext:
+        """A context for a subgraph (an If branch, a Loop or Scan body) over `graph`: it sees every value emitted so
+        far, and what it emits, cached shape reads included, stays its own, as TF's control-flow contexts require."""
+        sub = EmitContext(graph, self.reserved)
+        sub.tensors, sub.perms = dict(self.tensors), dict(self.perms)
+        sub._dims, sub._shapes = dict(self._dims), dict(self._shapes)
+        return sub
+
     # ---- values -------------------------------------------------------------------------------------------------
     def const(self, name: str) -> np.ndarray | None:
         """The conversion-time value of `name` (None for a runtime tensor or an absent optional input)."""

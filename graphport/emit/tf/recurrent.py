@@ -129,7 +129,7 @@ def _unrolled(proj: tf.Tensor, time_axis: int, steps: int, cols: slice, step, h,
 
 
 @contextmanager
-def _v1_control_flow():
+def v1_control_flow():
     """Build v1 loops (and v1 TensorArrays) while inside: TF 2.x reads this module flag at each call."""
     saved = control_flow_util.ENABLE_CONTROL_FLOW_V2
     control_flow_util.ENABLE_CONTROL_FLOW_V2 = False
@@ -145,7 +145,7 @@ def _looped(proj: tf.Tensor, time_axis: int, steps: None, cols: slice, step, h, 
     length, batch = tf.shape(xs)[0], tf.shape(xs)[1]
     zeros = tf.zeros(tf.stack([batch, hidden]), proj.dtype)
     h0, c0 = (zeros if v is None else v for v in (h, c))
-    with _v1_control_flow():
+    with v1_control_flow():
         ys = tf.TensorArray(proj.dtype, size=length, element_shape=tf.TensorShape([None, hidden]))
 
         def body(t, h, c, ys):
