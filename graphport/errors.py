@@ -54,7 +54,7 @@ class MissingExtra(GraphportError):
     """An optional dependency group is not installed; the message names the pip command that installs it."""
 
 
-EXTRAS = {"audio": ("soundfile", "soxr", "pyarrow"), "report": ("matplotlib",), "ray": ("ray",)}
+EXTRAS = {"audio": ("soundfile", "samplerate", "threadpoolctl", "pyarrow"), "report": ("matplotlib",), "ray": ("ray",)}
 
 
 def require_extra(extra: str, needed_by: str, modules: tuple[str, ...] | None = None) -> None:

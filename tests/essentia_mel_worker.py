@@ -5,9 +5,11 @@ This is the reference side of tests/test_audio.py and tests/test_predict.py: it 
 TensorflowPredictEffnetDiscogs builds inside (FrameCutter >> TensorflowInputMusiCNN >> VectorRealToTensor), with
 VectorRealToTensor accumulating every patch (batch -1) instead of feeding a model.
 
-Usage: python essentia_mel_worker.py JOB_DIR. JOB_DIR/job.json holds {"signals": [npy paths, 16 kHz float32],
-"patch_size": 128, "patch_hop": 62, "last_patch_mode": "discard"|"repeat"}. For signal i it writes
-JOB_DIR/frames_<i>.npy ([frames, 96]) and JOB_DIR/patches_<i>.npy ([patches, 128, 96], possibly 0 patches).
+Usage: python essentia_mel_worker.py JOB_DIR. JOB_DIR/job.json holds {"signals": [paths], "patch_size": 128,
+"patch_hop": 62, "last_patch_mode": "discard"|"repeat"}. A path is an .npy of 16 kHz float32 samples, or an audio
+file that MonoLoader(sampleRate=16000) loads, as TensorflowPredictEffnetDiscogs' users do. For signal i it writes
+JOB_DIR/samples_<i>.npy (the 16 kHz signal), JOB_DIR/frames_<i>.npy ([frames, 96]) and JOB_DIR/patches_<i>.npy
+([patches, 128, 96], possibly 0 patches).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 
 def main(job_dir: str) -> int:
     import essentia
+    import essentia.standard as ess_std
     import essentia.streaming as ess
     import numpy as np
 
@@ -27,7 +30,9 @@ def main(job_dir: str) -> int:
     with open(os.path.join(job_dir, "job.json")) as f:
         job = json.load(f)
     for i, path in enumerate(job["signals"]):
-        signal = np.ascontiguousarray(np.load(path), dtype=np.float32)
+        signal = np.load(path) if path.endswith(".npy") else ess_std.MonoLoader(filename=path, sampleRate=16000)()
+        signal = np.ascontiguousarray(signal, dtype=np.float32)
+        np.save(os.path.join(job_dir, f"samples_{i}.npy"), signal)
         pool = essentia.Pool()
         source = ess.VectorInput(signal)
         cutter = ess.FrameCutter(frameSize=512, hopSize=256)

@@ -123,10 +123,10 @@ def test_require_extra_names_the_pip_command(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "soxr" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "samplerate" else real(name, *a))
     with pytest.raises(MissingExtra) as e:
         require_extra("audio", "graphport predict")
-    assert str(e.value) == ("graphport predict needs the audio extra (soxr not installed): "
+    assert str(e.value) == ("graphport predict needs the audio extra (samplerate not installed): "
                             "pip install 'graphport[audio]'")
     require_extra("audio", "graphport predict", ("soundfile",))  # only what is asked for is checked
 

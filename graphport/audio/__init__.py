@@ -1,4 +1,5 @@
-"""Audio in, Essentia-compatible mel patches out: decode.py (soundfile + soxr), frontend.py (TensorflowInputMusiCNN)."""
+"""Audio in, Essentia-compatible mel patches out: decode.py (soundfile), resample.py (MonoLoader's resampling),
+frontend.py (TensorflowInputMusiCNN)."""
 
 from graphport.audio.decode import AUDIO_EXTENSIONS, AudioError, decode_chunks, load_audio
 from graphport.audio.frontend import (

@@ -63,8 +63,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise GraphportError("--ray-address needs --engine ray.")
     if args.threads and args.engine != "local":
         raise GraphportError("--threads applies to the local engine; with --engine ray, Ray places the work.")
-    require_extra("audio", "graphport predict", ("soundfile", "soxr", *(("pyarrow",) if args.format == "parquet"
-                                                                         else ())))
+    require_extra("audio", "graphport predict", ("soundfile", "samplerate", "threadpoolctl",
+                                                 *(("pyarrow",) if args.format == "parquet" else ())))
     if args.engine == "ray":
         require_extra("ray", "graphport predict --engine ray")
         if not getattr(args, "verbose", False):

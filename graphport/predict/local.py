@@ -1,9 +1,9 @@
 """The local engine: front-end threads make patches, the main thread runs the model, files are written as they end.
 
-The front end (decode, mel, patching) runs in its own threads, since numpy's FFT and soxr release the GIL, so it
-overlaps inference. With several front-end threads, each takes whole files, so a file's patches stay in order; one
-packer fills `[batch, patch, 96]` buffers from all of them, across file boundaries, so the model never idles at a
-file's end and only the last batch is short.
+The front end (decode, mel, patching) runs in its own threads, so it overlaps inference: numpy's FFT releases the
+GIL, and so does the model while TF computes (libsamplerate, through `samplerate`, holds it). With several front-end
+threads, each takes whole files, so a file's patches stay in order; one packer fills `[batch, patch, 96]` buffers
+from all of them, across file boundaries, so the model never idles at a file's end and only the last batch is short.
 """
 
 from __future__ import annotations
