@@ -101,6 +101,67 @@ def mobilenet_v3() -> nn.Module:
     return MobileNet(v3=True)
 
 
+# ---- ShuffleNetV2 / GhostNet style -----------------------------------------------------------------------------
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """torchvision's spelling: view with the runtime batch, transpose the two group dims, view back."""
+    n, c, h, w = x.size()
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit: stride 1 splits the channels (chunk) and keeps one half; stride 2 runs both branches.
+    Ends in a channel shuffle, which the next unit chunks again."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        half = cout // 2
+        self.stride = stride
+        self.branch1 = nn.Sequential(_cbn(cin, cin, 3, stride, groups=cin, act=None), _cbn(cin, half, act=nn.ReLU)) \
+            if stride == 2 else nn.Identity()
+        b_in = cin if stride == 2 else half
+        self.branch2 = nn.Sequential(_cbn(b_in, half, act=nn.ReLU), _cbn(half, half, 3, stride, groups=half, act=None),
+                                     _cbn(half, half, act=nn.ReLU))
+
+    def forward(self, x):
+        if self.stride == 1:
+            a, b = x.chunk(2, dim=1)
+            out = torch.cat((a, self.branch2(b)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class GhostModule(nn.Module):
+    """GhostNet: a primary conv, cheap depthwise features of it, both concatenated and sliced to `cout` channels."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.cout = cout
+        init = (cout + 1) // 2
+        self.primary = _cbn(cin, init, act=nn.ReLU)
+        self.cheap = _cbn(init, init, 3, groups=init, act=nn.ReLU)
+
+    def forward(self, x):
+        y = self.primary(x)
+        return torch.cat([y, self.cheap(y)], dim=1)[:, :self.cout]
+
+
+class ShuffleNet(nn.Module):
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = _cbn(1, 16, 3, 2, act=nn.ReLU)
+        self.units = nn.Sequential(ShuffleUnit(16, 32, 2), ShuffleUnit(32, 32, 1), ShuffleUnit(32, 64, 2),
+                                   ShuffleUnit(64, 64, 1), GhostModule(64, 45))
+        self.fc = nn.Linear(45, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.units(self.stem(x)), 1), 1))
+
+
+def shufflenet() -> nn.Module:
+    return ShuffleNet()
+
+
 # ---- ResNet style ----------------------------------------------------------------------------------------------
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
@@ -180,6 +241,7 @@ FAMILIES = {
     "effnet_dynamic": (effnet_dynamic, MEL, 1),
     "mobilenet_v2": (mobilenet_v2, IMAGE, 1),
     "mobilenet_v3": (mobilenet_v3, IMAGE, 1),
+    "shufflenet": (shufflenet, IMAGE, 1),
     "resnet": (resnet, IMAGE, 1),
     "vgg": (vgg, IMAGE, 1),
     "conv1d": (conv1d, MEL, 2),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from graphport.emit.tf.context import EmitContext, opt_input
+from graphport.emit.tf.context import EmitContext, Perm, opt_input
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import op
 from graphport.ir.attrs import constant_of_shape_value
@@ -93,6 +93,14 @@ def shape_operand(ctx: EmitContext, name: str, x: tf.Tensor | None = None, allow
     if any(isinstance(v, Sym) for v in vals):
         return ctx.materialize(np.array(vals, dtype=object))
     return [int(v) for v in vals]
+
+
+def channel_layout(ctx: EmitContext, name: str, axis: int) -> Perm:
+    """`name`'s own layout when ONNX `axis` is its innermost TF axis (a channel split of channels-last data, which
+    convs consume there), else None: a split's outputs may each need the ONNX order back, and restoring it once
+    before the split is cheaper than once per output."""
+    perm = ctx.perm(name)
+    return perm if perm is not None and perm.index(axis) == len(perm) - 1 else None
 
 
 def shape_vector(ctx: EmitContext, dims: list) -> list[int] | tf.Tensor:
@@ -211,9 +219,16 @@ def concat(ctx: EmitContext, node: Node) -> None:
 
 @op("Gather")
 def gather(ctx: EmitContext, node: Node) -> None:
-    x = ctx.onnx_order(node.inputs[0])
-    axis = node.attrs["axis"] % x.shape.rank
+    """A 1-D constant index keeps the rank, so it gathers in the input's own layout, like Slice: a channel
+    permutation (a channel shuffle, passes/shuffle.py) of channels-last data stays there instead of costing two
+    Transposes."""
     idx_const = ctx.const(node.inputs[1])
+    rank = ctx.rank(node.inputs[0])
+    axis = node.attrs["axis"] % rank
+    layout = ctx.perm(node.inputs[0]) if idx_const is not None and idx_const.ndim == 1 else None
+    x = ctx.in_perm(node.inputs[0], layout)
+    if layout is not None:
+        axis = layout.index(axis)
     dim = x.shape[axis]
     if idx_const is not None and idx_const.dtype != object and dim is not None:
         idx = tf.constant(np.where(idx_const < 0, idx_const + dim, idx_const).astype(np.int64))
@@ -221,7 +236,7 @@ def gather(ctx: EmitContext, node: Node) -> None:
         idx = ctx.onnx_order(node.inputs[1])
         size = tf.shape(x, out_type=idx.dtype)[axis]
         idx = tf.where(idx < 0, idx + size, idx)
-    ctx.set(node.outputs[0], tf.gather(x, idx, axis=axis))
+    ctx.set(node.outputs[0], tf.gather(x, idx, axis=axis), layout)
 
 
 @op("Slice")
@@ -245,18 +260,22 @@ def slice_(ctx: EmitContext, node: Node) -> None:
 
 
 def _static_slice(ctx: EmitContext, node: Node, starts: list, ends: list, axes: list, steps: list) -> None:
-    """ONNX's clamping of constant starts/ends (any int64) into what a strided slice takes."""
-    x = ctx.onnx_order(node.inputs[0])
+    """ONNX's clamping of constant starts/ends (any int64) into what a strided slice takes. The slice runs in the
+    input's own layout: a channel slice of channels-last data (GhostNet, ShuffleNet) feeds convs there, and the
+    one output costs at most the one restore that slicing in ONNX order would have cost, of fewer elements."""
+    x = ctx.raw(node.inputs[0])
+    layout = ctx.perm(node.inputs[0])
     rank = x.shape.rank
     index = [slice(None)] * rank
     for s, e, a, st in zip(starts, ends, axes, steps):
         s, e, st = int(s), int(e), int(st)
-        dim = x.shape[int(a) % rank]
+        axis = layout.index(int(a) % rank) if layout else int(a) % rank
+        dim = x.shape[axis]
         lo = -dim if dim else -INT32_MAX
         s = min(max(s, lo), INT32_MAX)
         e_arg = None if (st < 0 and e < lo) or (st > 0 and e >= INT32_MAX) else min(max(e, lo), INT32_MAX)
-        index[int(a) % rank] = slice(s, e_arg, st)
-    ctx.set(node.outputs[0], x[tuple(index)])
+        index[axis] = slice(s, e_arg, st)
+    ctx.set(node.outputs[0], x[tuple(index)], layout)
 
 
 def _runtime_slice(ctx: EmitContext, node: Node, x: tf.Tensor) -> tf.Tensor:
@@ -297,9 +316,13 @@ def split(ctx: EmitContext, node: Node) -> None:
 
 
 def _split(ctx: EmitContext, node: Node, sizes: list[int] | tf.Tensor | None) -> None:
-    """Split into the given sizes, or into equal parts (the last one smaller) when none are given."""
-    x = ctx.onnx_order(node.inputs[0])
-    axis = node.attrs["axis"] % x.shape.rank
+    """Split into the given sizes, or into equal parts (the last one smaller) when none are given; a channel split
+    of channels-last data stays channels-last, like Slice."""
+    rank = ctx.rank(node.inputs[0])
+    axis = node.attrs["axis"] % rank
+    layout = channel_layout(ctx, node.inputs[0], axis)
+    x = ctx.in_perm(node.inputs[0], layout)
+    axis = layout.index(axis) if layout else axis
     n = len(node.outputs)
     if sizes is None:
         dim = x.shape[axis]
@@ -308,7 +331,7 @@ def _split(ctx: EmitContext, node: Node, sizes: list[int] | tf.Tensor | None) ->
         chunk = -(-dim // n)
         sizes = [min(chunk, dim - i * chunk) for i in range(n)]
     for name, part in zip(node.outputs, tf.split(x, sizes, axis=axis, num=n)):
-        ctx.set(name, part)
+        ctx.set(name, part, layout)
 
 
 @op("Shape")
