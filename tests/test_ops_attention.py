@@ -61,16 +61,21 @@ class DecoderBlock(nn.Module):
         return x + self.down(F.silu(gate) * up)
 
 
-def test_dynamo_decoder_block_converts(tmp_path):
-    """Dynamo at opset 23 emits Attention, RotaryEmbedding and RMSNormalization for this block (a hand-written
-    rotate-half RoPE would come out as Slice/Mul/Concat instead; torch.onnx.ops.rotary_embedding keeps it fused).
-    graphport.convert verifies against ONNX Runtime at two batch sizes and two sequence lengths."""
+def export_dynamo_block(path) -> None:
+    """The block through torch's dynamo exporter at opset 23, with a dynamic batch and sequence length."""
     torch.manual_seed(0)
-    path = tmp_path / "block.onnx"
     dims = {0: torch.export.Dim("batch", min=1, max=1024), 1: torch.export.Dim("seq", min=2, max=64)}
     with torch.no_grad():
         torch.onnx.export(DecoderBlock().eval(), (torch.randn(2, 8, 32),), str(path), dynamo=True,
                           opset_version=23, dynamic_shapes={"x": dims})
+
+
+def test_dynamo_decoder_block_converts(tmp_path):
+    """Dynamo at opset 23 emits Attention, RotaryEmbedding and RMSNormalization for this block (a hand-written
+    rotate-half RoPE would come out as Slice/Mul/Concat instead; torch.onnx.ops.rotary_embedding keeps it fused).
+    graphport.convert verifies against ONNX Runtime at two batch sizes and two sequence lengths."""
+    path = tmp_path / "block.onnx"
+    export_dynamo_block(path)
     ops = Counter(n.op_type for n in onnx.load(path).graph.node)
     assert ops["Attention"] == 1 and ops["RotaryEmbedding"] == 2 and ops["RMSNormalization"] == 2, ops
     report = graphport.convert(path, tmp_path / "out", batch_sizes=(1, 3))

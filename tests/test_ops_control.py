@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from ort_equal import assert_session_equals_ort
 from tensorflow.core.framework import graph_pb2
 
 import graphport
@@ -57,18 +58,7 @@ def _converts_like_ort(model: onnx.ModelProto, tmp_path, feeds: list[dict], flow
     gd.ParseFromString((tmp_path / "out" / "model.pb").read_bytes())
     ops = {n.op for n in gd.node}
     assert flow <= ops and not ops & FUNCTIONS and not gd.library.function, sorted(ops)
-    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in ref.get_outputs()]
-    session = load(tmp_path / "out", backend="session")
-    try:
-        for feed in feeds:
-            want, got = dict(zip(names, ref.run(None, feed))), session.run(feed)
-            for name in names:
-                assert got[name].dtype == want[name].dtype, name
-                assert got[name].shape == want[name].shape, (name, got[name].shape, want[name].shape)
-                np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
-    finally:
-        session.close()
+    assert_session_equals_ort(path, tmp_path / "out", feeds, atol=1e-5)
     return report
 
 

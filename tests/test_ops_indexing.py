@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from ort_equal import assert_session_equals_ort
 from torch import nn
 
 import graphport
@@ -49,18 +50,7 @@ def _converts_like_ort(model: onnx.ModelProto, tmp_path, feeds: list[dict]) -> N
     onnx.save(model, path)
     report = graphport.convert(path, tmp_path / "out", batch_sizes=BATCHES)
     assert report.ok, report.verification.to_json()
-    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in ref.get_outputs()]
-    session = load(tmp_path / "out", backend="session")
-    try:
-        for feed in feeds:
-            want, got = dict(zip(names, ref.run(None, feed))), session.run(feed)
-            for name in names:
-                assert got[name].dtype == want[name].dtype, name
-                assert got[name].shape == want[name].shape, (name, got[name].shape, want[name].shape)
-                np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    finally:
-        session.close()
+    assert_session_equals_ort(path, tmp_path / "out", feeds, atol=1e-6)
 
 
 def _rng(seed: int = 0) -> np.random.Generator:

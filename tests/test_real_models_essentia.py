@@ -17,8 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
-from test_ops_attention import DecoderBlock
+from test_ops_attention import export_dynamo_block
 from test_ops_quant import _output_step, quantized  # noqa: F401  quantized: the module's fixture, shared
 from test_ops_signal import RATE, SAMPLES, _export_tagger
 
@@ -89,12 +88,8 @@ def test_quantized_effnet_in_essentia(essentia_python, tmp_path, quantized, kind
 
 
 def test_dynamo_decoder_block_in_essentia(essentia_python, tmp_path):
-    torch.manual_seed(0)
     path = tmp_path / "block.onnx"
-    dims = {0: torch.export.Dim("batch", min=1, max=1024), 1: torch.export.Dim("seq", min=2, max=64)}
-    with torch.no_grad():
-        torch.onnx.export(DecoderBlock().eval(), (torch.randn(2, 8, 32),), str(path), dynamo=True,
-                          opset_version=23, dynamic_shapes={"x": dims})
+    export_dynamo_block(path)
     assert {"Attention", "RotaryEmbedding", "RMSNormalization"} <= {n.op_type for n in onnx.load(path).graph.node}
     rng = np.random.default_rng(2)
     batches = [rng.standard_normal((b, s, 32)).astype(np.float32) for b, s in ((1, 8), (3, 8), (2, 20))]
