@@ -120,26 +120,28 @@ def test_decode_downmix_and_resample(tmp_path):
     assert abs(len(load_audio(odd)) - 2 * SR) <= 1
 
 
-def _stereo_44k(n: int, seed: int) -> np.ndarray:
+def _stereo(n: int, seed: int, rate: int) -> np.ndarray:
     """Noise on one channel, a sweep to 20 kHz on both: energy above 7.2 kHz, where resamplers differ most."""
     rng = np.random.default_rng(seed)
-    t = np.arange(n) / 44100
+    t = np.arange(n) / rate
     sweep = 0.3 * np.sin(2 * np.pi * (50 * t + 10000 * t**2 / t[-1]))
     return np.stack([sweep + 0.1 * rng.standard_normal(n), sweep], 1)
 
 
-def test_front_end_equals_monoloader_on_44k_stereo(tmp_path):
-    """The whole front end on a 44.1 kHz stereo file against MonoLoader + Essentia's network: downmix, then
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_front_end_equals_monoloader_on_stereo(tmp_path, rate):
+    """The whole front end on a 44.1 or 48 kHz stereo file against MonoLoader + Essentia's network: downmix, then
     libsamplerate's medium sinc with Essentia's float32 ratio and its end rule (215 * 4096 samples never get
-    libsamplerate's flush in Essentia, so they resample to 45 fewer samples; 1000 more do get it).
-    Measured: samples within 1.5e-6 (3e-8 with libsamplerate itself), log-mel within 9.2e-5 (the front end's own
-    float32 noise). Each alternative fails: soxr HQ (the previous resampler) by 0.22 in the samples and 1.9 in
-    log-mel (mean 0.53 over bands 92-95), and 46 samples too many on the first file; libsamplerate with the float64
-    ratio by 3.7e-3 and 2.8e-3; its 'sinc_fastest' by 0.25 and 2.2."""
+    libsamplerate's flush in Essentia, so they resample to 45 fewer samples; 1000 more do get it). Measured: samples
+    within 5.7e-7 at 44.1 kHz, 5.1e-7 at 48 kHz (whose ratio 1/3 shows libsamplerate's filter only at whole samples:
+    the fast path reads it between them), 3e-8 with libsamplerate itself; log-mel within 9.3e-5 (the front end's own
+    float32 noise). Each alternative fails at 44.1 kHz: soxr HQ (the previous resampler) by 0.22 in the samples and
+    1.9 in log-mel (mean 0.53 over bands 92-95), and 46 samples too many on the first file; libsamplerate with the
+    float64 ratio by 3.7e-3 and 2.8e-3; its 'sinc_fastest' by 0.25 and 2.2."""
     paths = []
     for i, n in enumerate([215 * 4096, 215 * 4096 + 1000]):
         paths.append(tmp_path / f"stereo_{i}.wav")
-        sf.write(paths[-1], _stereo_44k(n, i), 44100, subtype="PCM_16")
+        sf.write(paths[-1], _stereo(n, i, rate), rate, subtype="PCM_16")
     for path, (ref_samples, ref_frames, ref_patches) in zip(paths, essentia_load_and_patch(paths)):
         x = load_audio(path)
         assert x.shape == ref_samples.shape, path
@@ -154,23 +156,34 @@ def _resample(resampler, x: np.ndarray, block: int) -> np.ndarray:
     return np.concatenate([resampler.process(x[i:i + block], i + block >= len(x)) for i in range(0, len(x), block)])
 
 
-@pytest.mark.parametrize("rate", [44100, 22050, 11025])
-def test_polyphase_resampler_equals_libsamplerate(rate):
-    """The fast path against libsamplerate itself: lengths with and without Essentia's flush, any block size, and
-    three minutes, over which the float32 ratio drifts by 0.27 input samples (measured: within 2.4e-6 everywhere;
-    without the drift correction, 1.2e-3 after three minutes)."""
+@pytest.mark.parametrize(("rate", "minutes"), [(44100, 3), (22050, 3), (11025, 3), (48000, 5), (32000, 1),
+                                               (96000, 1), (8000, 1)])
+def test_polyphase_resampler_equals_libsamplerate(rate, minutes):
+    """The fast path against libsamplerate itself, on full-scale noise and noise + sweep: lengths with and without
+    Essentia's flush, any block size, and minutes over which the float32 ratio drifts (0.43 input samples in five
+    minutes at 48 kHz, whose ratio 1/3 has one phase: the drift reads the filter between its samples). Measured:
+    within 1.7e-6 everywhere (1.2e-3 without the drift correction after three minutes at 44.1 kHz)."""
     rng = np.random.default_rng(5)
     assert isinstance(essentia_resampler(rate, SR), PolyphaseResampler)
+    long = rate * 60 * minutes
     for n, blocks in [(100, [100]), (ESSENTIA_READ * 30, [ESSENTIA_READ * 30, 9999]),
-                      (ESSENTIA_READ * 30 + 7, [777]), (rate * 180 + 11, [rate * 30])]:
+                      (ESSENTIA_READ * 30 + 7, [777]), (long // ESSENTIA_READ * ESSENTIA_READ, [rate * 30]),
+                      (long + 11, [long + 11, rate * 30, 65536 + 1])]:
         t = np.arange(n) / rate
-        x = (0.3 * np.sin(2 * np.pi * (50 * t + 0.2 * rate * t**2 / t[-1])) + 0.1 * rng.standard_normal(n))
-        x = x.astype(np.float32)
-        exact = _resample(LibsamplerateResampler(rate, SR), x, n)
-        for block in blocks:
-            fast = _resample(PolyphaseResampler(rate, SR), x, block)
-            assert fast.shape == exact.shape, (n, block)
-            assert np.abs(fast - exact).max() <= 1e-5, (n, block)
+        sweep = np.sin(2 * np.pi * (50 * t + 0.2 * rate * t**2 / t[-1]))
+        for x in (rng.uniform(-1, 1, n), 0.5 * sweep + 0.5 * rng.uniform(-1, 1, n)):
+            x = x.astype(np.float32)
+            exact = _resample(LibsamplerateResampler(rate, SR), x, n)
+            for block in blocks:
+                fast = _resample(PolyphaseResampler(rate, SR), x, block)
+                assert fast.shape == exact.shape, (n, block)
+                assert np.abs(fast - exact).max() <= 2.5e-6, (n, block)
+
+
+def test_odd_rates_use_libsamplerate():
+    """A reduced ratio with a large numerator or denominator (16000/44056 = 2000/5507) would need huge block
+    matrices: libsamplerate itself resamples it."""
+    assert isinstance(essentia_resampler(44056, SR), LibsamplerateResampler)
 
 
 @pytest.mark.parametrize("rate", [44100, 48000, 22050, 8000])
