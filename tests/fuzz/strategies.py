@@ -348,10 +348,11 @@ def reduce(draw, b: Builder, t: T):
 
 def softmax(draw, b: Builder, t: T):
     op = draw(st.sampled_from(["Softmax", "LogSoftmax"]))
-    # An infinite input (Exp overflowing) gives NaN through ORT's exp(x - max), and other values from oneDNN's
-    # softmax kernel: a host difference on garbage, not conversion. Infinities become 0 first.
-    inf = b.node("IsInf", [t.name], None)
-    clean = b.node("Where", [inf.name, b.const(np.float32(0)), t.name], None)
+    # A NaN or infinite input (Sqrt of a negative, Exp overflowing) makes ORT's exp(x - max) NaN everywhere, and
+    # oneDNN's softmax kernel NaN only in places: a host difference on garbage, not conversion. So non-finite
+    # values (those where x - x is NaN) become 0 first.
+    bad = b.node("IsNaN", [b.node("Sub", [t.name, t.name], None).name], None)
+    clean = b.node("Where", [bad.name, b.const(np.float32(0)), t.name], None)
     return b.node(op, [clean.name], t.shape, axis=draw(st.integers(-len(t.shape), len(t.shape) - 1)))
 
 
