@@ -7,8 +7,10 @@ import numpy as np
 import tensorflow as tf
 from onnx import TensorProto, helper
 
+import graphport
 from graphport.emit.tf import build_graph_def
 from graphport.emit.tf.context import EmitContext, _transpose
+from graphport.emit.tf.reshape import layout_after_reshape, reshape_groups
 from graphport.emit.tf.tensor import transpose
 from graphport.ir.from_onnx import to_ir
 from graphport.ir.graph import Graph, Node, Value
@@ -84,3 +86,66 @@ def test_reduction_remaps_axes_instead_of_restoring_the_layout():
     mean = next(n for n in emitted.graph_def.node if n.op == "Mean")
     axis_const = next(n for n in emitted.graph_def.node if n.name == mean.input[1].split(":")[0])
     assert tf.make_ndarray(axis_const.attr["value"].tensor).tolist() == [1, 2]  # H, W of NHWC
+
+
+def test_reshape_groups_are_merges_and_splits_of_neighbouring_axes():
+    assert reshape_groups([2, 3, 4, 5], [2, 3, 20]) == [([0], [0]), ([1], [1]), ([2, 3], [2])]
+    assert reshape_groups(["N", 6, 5], ["N", 2, 3, 5]) == [([0], [0]), ([1], [1, 2]), ([2], [3])]
+    assert reshape_groups([2, 1, 6], [2, 6, 1]) == [([0], [0]), ([2], [1])]  # size-1 axes belong to no group
+    assert reshape_groups([4, 6], [6, 4]) is None  # 4*6 -> 6*4 both merges and splits
+    assert reshape_groups(["N", 6], ["M", 6]) is None  # a named dim maps to itself only
+    assert reshape_groups([None, 6], [2, 3]) is None
+
+
+def test_layout_after_reshape_keeps_groups_that_lie_in_order():
+    nhwc = (0, 2, 3, 1)  # NCHW values stored channels-last
+    assert layout_after_reshape(nhwc, ["N", 8, 4, 5], ["N", 8, 20]) == (0, 2, 1)  # [N, H*W, C] stored
+    assert layout_after_reshape((0, 2, 1), ["N", 8, 20], ["N", 8, 4, 5]) == nhwc  # tokens back to NHWC
+    assert layout_after_reshape(nhwc, ["N", 8, 4, 5], ["N", 160]) is None  # C*H*W is out of order in NHWC
+    assert layout_after_reshape((0, 2, 1, 3), ["N", 3, 2, 4], ["N", 3, 8]) is None  # a head merge needs a copy
+
+
+def _patch_embedding(inverse: bool):
+    """Conv -> flatten(2) -> transpose(1, 2) (a transformer's patch embedding), then, with `inverse`, the tokens
+    back into an image for a second conv (transpose(1, 2) -> reshape(N, C, H, W))."""
+    rng = np.random.default_rng(2)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [8, 3, 2, 2], rng.standard_normal(96).astype(np.float32))
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [4, 8, 3, 3], rng.standard_normal(288).astype(np.float32))
+    flat = helper.make_tensor("flat", TensorProto.INT64, [3], [0, 8, -1])
+    image = helper.make_tensor("image", TensorProto.INT64, [4], [0, 8, 4, 5])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], strides=[2, 2]),
+             helper.make_node("Reshape", ["c", "flat"], ["f"]),
+             helper.make_node("Transpose", ["f"], ["tokens" if inverse else "y"], perm=[0, 2, 1])]
+    if inverse:
+        nodes += [helper.make_node("Relu", ["tokens"], ["r"]),
+                  helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 1]),
+                  helper.make_node("Reshape", ["rt", "image"], ["img"]),
+                  helper.make_node("Conv", ["img", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    y_shape = ["N", 4, 4, 5] if inverse else ["N", 20, 8]
+    return _model(nodes, [w, w2, flat, image], ["N", 3, 8, 10], y_shape)
+
+
+def test_patch_embedding_and_its_inverse_reshape_in_the_stored_layout(tmp_path):
+    for inverse in (False, True):
+        report = graphport.convert(_patch_embedding(inverse), tmp_path / str(inverse), batch_sizes=(1, 3))
+        assert report.ok  # equal to ONNX Runtime
+        gd = tf.compat.v1.GraphDef()
+        gd.ParseFromString((tmp_path / str(inverse) / "model.pb").read_bytes())
+        transposes = [n for n in gd.node if n.op == "Transpose"]
+        # only the NCHW input, and (inverse) the NCHW output of the last conv; none around the reshapes
+        assert len(transposes) == (2 if inverse else 1), [n.input[0] for n in transposes]
+
+
+def test_a_wrong_layout_after_reshape_fails_verification(tmp_path, monkeypatch):
+    """Guard: verification catches a reshape whose result is labelled with the wrong layout."""
+    from graphport.emit.tf import reshape
+
+    real = reshape.layout_after_reshape
+
+    def wrong(perm, in_dims, out_dims):
+        right = real(perm, in_dims, out_dims)
+        return None if right is None else (right[0], *reversed(right[1:]))
+
+    monkeypatch.setattr(reshape, "layout_after_reshape", wrong)
+    report = graphport.convert(_patch_embedding(False), tmp_path / "out", batch_sizes=(1, 3))
+    assert not report.ok

@@ -15,6 +15,7 @@ from graphport.emit.tf import (  # noqa: F401
     rearrange,
     recurrent,
     reduce,
+    reshape,
     resize,
     signal,
     tensor,

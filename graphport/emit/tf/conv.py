@@ -9,7 +9,7 @@ import tensorflow as tf
 from graphport.emit.tf.context import EmitContext, channels_last
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import op
-from graphport.emit.tf.spatial import onnx_pads, padding_mode, same_pads, spatial_attrs
+from graphport.emit.tf.spatial import onnx_pads, padding_mode, same_by_zero_taps, same_pads, spatial_attrs
 from graphport.ir.graph import Node
 from graphport.ir.symbolic import Sym
 
@@ -32,13 +32,30 @@ def conv(ctx: EmitContext, node: Node) -> None:
     if spatial == 1:  # run 1-D convs as 2-D with a unit height, as tf.nn.conv1d does
         x, w = tf.expand_dims(x, 1), w[:, :, None, :]
         strides, dilations, kernel, begin, end = [1] + strides, [1] + dilations, [1] + kernel, [0] + begin, [0] + end
-    x, padding = padding_mode(x, begin, end, kernel, strides, dilations)
+    taps = _depthwise_zero_taps(x, w, node.attrs["group"], begin, end, strides, dilations)
+    if taps is not None:  # SAME over a kernel grown with zero taps instead of a Pad (see same_by_zero_taps)
+        w, padding = np.pad(w, ((0, 0), (0, 0), *taps)), "SAME"
+    else:
+        x, padding = padding_mode(x, begin, end, kernel, strides, dilations)
     y = _grouped(x, w, node.attrs["group"], strides, dilations, padding)
     if has_bias:
         y = tf.nn.bias_add(y, tf.cast(ctx.onnx_order(node.inputs[2]), y.dtype))
     if spatial == 1:
         y = tf.squeeze(y, [1])
     ctx.set(node.outputs[0], y, channels_last(spatial + 2))
+
+
+def _depthwise_zero_taps(x: tf.Tensor, w: np.ndarray | tf.Tensor, group: int, begin: list[int], end: list[int],
+                         strides: list[int], dilations: list[int]) -> list[tuple[int, int]] | None:
+    """The zero taps that replace a depthwise conv's Pad (`same_by_zero_taps`), or None (no Pad needed, not a
+    depthwise conv, or no such taps)."""
+    sizes = x.shape.as_list()[1:-1]
+    if (not isinstance(w, np.ndarray) or w.ndim != 4 or w.shape[1] != 1 or group == 1 or x.shape[-1] != group
+            or dilations != [1, 1] or strides[0] != strides[1] or not any(begin + end)
+            or (None not in sizes and (begin, end) == tuple(map(list, same_pads(sizes, list(w.shape[2:]), strides,
+                                                                                  dilations))))):
+        return None
+    return same_by_zero_taps(sizes, list(w.shape[2:]), begin, end, strides)
 
 
 def _grouped(x: tf.Tensor, w: np.ndarray | tf.Tensor, group: int, strides: list[int], dilations: list[int],

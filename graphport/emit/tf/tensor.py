@@ -113,35 +113,6 @@ def shape_vector(ctx: EmitContext, dims: list) -> list[int] | tf.Tensor:
     return [int(v) for v in dims]
 
 
-@op("Reshape")
-def reshape(ctx: EmitContext, node: Node) -> None:
-    x = ctx.onnx_order(node.inputs[0])
-    allow_zero = bool(node.attrs.get("allowzero"))  # an attribute from Reshape-14 on
-    target = shape_operand(ctx, node.inputs[1], x, allow_zero, src=node.inputs[0])
-    y = tf.reshape(x, target)
-    known = ctx.graph.values[node.outputs[0]].shape if node.outputs[0] in ctx.graph.values else None
-    if known is not None and len(known) == y.shape.rank:  # a runtime target hides dims the IR has folded
-        y.set_shape([d if isinstance(d, int) else None for d in known])
-    ctx.set(node.outputs[0], y)
-
-
-@op("Flatten")
-def flatten(ctx: EmitContext, node: Node) -> None:
-    x = ctx.onnx_order(node.inputs[0])
-    dims = x.shape.as_list()
-    axis = node.attrs["axis"]
-    axis = axis + len(dims) if axis < 0 else axis  # axis is in [-r, r]; -1 splits off the last axis
-    head, tail = dims[:axis], dims[axis:]
-    if None not in tail:
-        target = [-1, int(np.prod(tail))]
-    elif None not in head:
-        target = [int(np.prod(head)), -1]
-    else:
-        dyn = tf.shape(x)
-        target = tf.stack([tf.reduce_prod(dyn[:axis]), tf.reduce_prod(dyn[axis:])])
-    ctx.set(node.outputs[0], tf.reshape(x, target))
-
-
 @op("Transpose")
 def transpose(ctx: EmitContext, node: Node) -> None:
     rank = ctx.rank(node.inputs[0])
