@@ -102,9 +102,20 @@ def _reshape_in_layout(ctx: EmitContext, src: str, dst: str) -> bool:
     return True
 
 
+def _target_agrees(ctx: EmitContext, node: Node) -> bool:
+    """Whether the Reshape's target is known at conversion time and agrees with the IR's output shape, on which
+    `_reshape_in_layout` relies (a runtime target is left to TF)."""
+    target = ctx.const(node.inputs[1])
+    out = ctx.graph.values.get(node.outputs[0])
+    if target is None or out is None or out.shape is None or target.size != len(out.shape):
+        return False
+    return all(not isinstance(t, int | np.integer) or t <= 0 or not isinstance(d, int) or t == d
+               for t, d in zip(target.ravel().tolist(), out.shape, strict=True))
+
+
 @op("Reshape")
 def reshape(ctx: EmitContext, node: Node) -> None:
-    if _reshape_in_layout(ctx, node.inputs[0], node.outputs[0]):
+    if _target_agrees(ctx, node) and _reshape_in_layout(ctx, node.inputs[0], node.outputs[0]):
         return
     x = ctx.onnx_order(node.inputs[0])
     allow_zero = bool(node.attrs.get("allowzero"))  # an attribute from Reshape-14 on
