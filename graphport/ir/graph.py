@@ -79,6 +79,23 @@ class Graph:
     def producers(self) -> dict[str, Node]:
         return {o: n for n in self.nodes for o in n.outputs}
 
+    def single_use_chain(self, last: Node, op_types: tuple[str, ...], users: dict[str, list[Node]],
+                         producers: dict[str, Node]) -> list[Node] | None:
+        """The nodes of `op_types`, in that order, each feeding the next through its first output and the last of
+        them feeding `last`'s first input, each output used there only and none a graph output (what a pattern
+        rewrite may remove), with a known shape on the chain's input and every output, `last`'s included; None when
+        `last` is not fed by such a chain."""
+        chain, name = [], last.inputs[0] if last.inputs else ""
+        for op_type in reversed(op_types):
+            node = producers.get(name)
+            if (node is None or node.op_type != op_type or len(users.get(node.outputs[0], [])) != 1
+                    or node.outputs[0] in self.outputs):
+                return None
+            chain.insert(0, node)
+            name = node.inputs[0] if node.inputs else ""
+        names = (name, *(n.outputs[0] for n in chain), last.outputs[0])
+        return chain if all(n in self.values and self.values[n].shape is not None for n in names) else None
+
     def census(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for n in self.nodes:

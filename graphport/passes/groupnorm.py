@@ -39,17 +39,11 @@ def group_norm_over_split_channels(graph: Graph) -> Graph:
 def _match(graph: Graph, users: dict[str, list[Node]], producers: dict[str, Node],
            last: Node) -> tuple[Node, Node] | None:
     """(first Reshape, InstanceNormalization) when `last` ends an exported GroupNorm, else None."""
-    norm = producers.get(last.inputs[0])
-    if norm is None or norm.op_type != "InstanceNormalization" or len(users.get(norm.outputs[0], [])) != 1:
+    chain = graph.single_use_chain(last, ("Reshape", "InstanceNormalization"), users, producers)
+    if chain is None:
         return None
-    first = producers.get(norm.inputs[0])
-    if first is None or first.op_type != "Reshape" or len(users.get(first.outputs[0], [])) != 1:
-        return None
-    if any(o in graph.outputs for o in (first.outputs[0], norm.outputs[0])):
-        return None
-    x, grouped, y = (graph.values.get(n) for n in (first.inputs[0], first.outputs[0], last.outputs[0]))
-    if x is None or grouped is None or y is None or None in (x.shape, grouped.shape, y.shape):
-        return None
+    first, norm = chain
+    x, grouped, y = (graph.values[n] for n in (first.inputs[0], first.outputs[0], last.outputs[0]))
     if x.dtype is None or not np.issubdtype(x.dtype, np.floating):
         return None
     if len(x.shape) < 3 or len(grouped.shape) != 3 or tuple(y.shape) != tuple(x.shape):

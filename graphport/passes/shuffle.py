@@ -40,17 +40,11 @@ def channel_shuffle_to_gather(graph: Graph) -> Graph:
 def _chain(graph: Graph, users: dict[str, list[Node]], producers: dict[str, Node],
            last: Node) -> tuple[Node, Node, int, int] | None:
     """(first Reshape, Transpose, split axis, groups) when `last` ends a channel shuffle, else None."""
-    trans = producers.get(last.inputs[0])
-    if trans is None or trans.op_type != "Transpose" or len(users.get(trans.outputs[0], [])) != 1:
+    chain = graph.single_use_chain(last, ("Reshape", "Transpose"), users, producers)
+    if chain is None:
         return None
-    first = producers.get(trans.inputs[0])
-    if first is None or first.op_type != "Reshape" or len(users.get(first.outputs[0], [])) != 1:
-        return None
-    if any(o in graph.outputs for o in (first.outputs[0], trans.outputs[0])):
-        return None
-    x, split, out = (graph.values.get(n) for n in (first.inputs[0], first.outputs[0], last.outputs[0]))
-    if x is None or split is None or out is None or None in (x.shape, split.shape, out.shape):
-        return None
+    first, trans = chain
+    x, split, out = (graph.values[n] for n in (first.inputs[0], first.outputs[0], last.outputs[0]))
     rank = len(x.shape)
     if tuple(out.shape) != tuple(x.shape) or len(split.shape) != rank + 1 or None in x.shape:
         return None
