@@ -95,3 +95,42 @@ def test_dynamo_decoder_block_in_essentia(essentia_python, tmp_path):
     batches = [rng.standard_normal((b, s, 32)).astype(np.float32) for b, s in ((1, 8), (3, 8), (2, 20))]
     got = _in_essentia(essentia_python, path, tmp_path / "out", batches)
     _assert_close(got, _ort(path, batches), 1e-4)
+
+
+def test_layout_rewrites_in_essentia(essentia_python, tmp_path):
+    """The graphs of the layout rewrites (a strided depthwise conv as SAME over zero taps, an exported GroupNorm
+    over split channel groups, a patch embedding reshaped in the channels-last layout) in libtensorflow 2.5."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.dw = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16)
+            self.norm, self.proj = nn.GroupNorm(4, 16), nn.Linear(16, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.norm(self.dw(torch.relu(self.stem(x))))
+            return self.proj(x.flatten(2).transpose(1, 2)).mean(1)
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    with torch.no_grad():
+        net.norm.weight.normal_(1.0, 0.3)
+        net.norm.bias.normal_(0.0, 0.3)
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, (torch.randn(2, 3, 16, 16),), str(path), dynamo=False, opset_version=17,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    batches = [np.random.default_rng(b).standard_normal((b, 3, 16, 16)).astype(np.float32) for b in (1, 4)]
+    got = _in_essentia(essentia_python, path, tmp_path / "out", batches)
+    ops = [n.op for n in _graph_def(tmp_path / "out" / "model.pb").node]
+    assert "Pad" not in ops and ops.count("Transpose") == 1  # the NCHW input only
+    _assert_close(got, _ort(path, batches), 1e-4)
+
+
+def _graph_def(path: Path):
+    import tensorflow as tf
+
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(path.read_bytes())
+    return gd
