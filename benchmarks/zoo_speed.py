@@ -18,7 +18,6 @@ usage: python benchmarks/zoo_speed.py [--models a,b] [--cache DIR] [--baseline D
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import os
@@ -32,16 +31,6 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 SETTLE_S = 0.02  # pause before each timed run (see worker)
 sys.path.insert(0, str(TESTS))
-
-
-def source_hash() -> str:
-    """Hash of the graphport package actually imported, so a cached conversion is redone after a code change."""
-    import graphport
-
-    h = hashlib.sha256()
-    for f in sorted(Path(graphport.__file__).parent.rglob("*.py")):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def prepare(name: str, cache: Path, stamp: str) -> Path:
@@ -196,7 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = tempfile.TemporaryDirectory(prefix="zoo-speed-") if args.cache is None else None
     cache = Path(args.cache or tmp.name)
     cache.mkdir(parents=True, exist_ok=True)
-    stamp = source_hash()
+    from graphport.predict.model import converter_stamp
+
+    stamp = converter_stamp()
     models = []
     for name in names:
         out = prepare(name, cache, stamp)

@@ -52,6 +52,20 @@ def test_predict_cache_leaves_no_temporary_folder(tmp_path, monkeypatch):
     assert [p.name for p in target.parent.iterdir()] == [target.name]
 
 
+def test_predict_cache_converts_again_after_a_converter_change(tmp_path, monkeypatch):
+    """A conversion cached by another graphport (an upgrade, a changed rewrite) is not reused."""
+    from graphport.predict import model
+
+    monkeypatch.setenv("GRAPHPORT_CACHE_DIR", str(tmp_path / "cache"))
+    logs: list[str] = []
+    monkeypatch.setattr(model, "converter_stamp", lambda: "old")
+    old = prepare_model(EXAMPLE, log=logs.append)
+    monkeypatch.setattr(model, "converter_stamp", lambda: "new")
+    new = prepare_model(EXAMPLE, log=logs.append)
+    assert old != new and old.name == new.name  # same file hash, another converter
+    assert len(logs) == 2 and all(line.startswith("converting") for line in logs)
+
+
 def test_model_json_of_another_layout_is_one_clear_error(tmp_path):
     (tmp_path / "model.json").write_text('{"pb": {"inputs": {"x": "x"}}}')
     with pytest.raises(graphport.GraphportError, match="not a graphport model.json"):

@@ -30,14 +30,24 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def converter_stamp() -> str:
+    """A hash of the graphport package's sources: conversions cached by an older graphport (before an upgrade or a
+    converter change) are not reused, so a cached model always has the current rewrites and checks."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def prepare_model(model: str | os.PathLike, log: Callable[[str], None] = print) -> Path:
-    """A loadable graphport model for `model`; an .onnx is converted once and cached by its sha256."""
+    """A loadable graphport model for `model`; an .onnx is converted once and cached by its sha256 and the
+    converter's `converter_stamp`."""
     p = Path(model)
     if not p.exists():
         raise GraphportError(f"model '{p}' does not exist.")
     if p.suffix.lower() != ".onnx":
         return p
-    target = cache_dir() / "converted" / file_sha256(p)
+    target = cache_dir() / "converted" / converter_stamp() / file_sha256(p)
     if model_json.is_output_folder(target):
         return target
     from graphport.converter import convert
