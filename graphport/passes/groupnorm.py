@@ -22,17 +22,16 @@ def group_norm_over_split_channels(graph: Graph) -> Graph:
     mean and variance over the axes after G, then the per-group scale and bias. The last Reshape keeps its target."""
     users, producers = graph.consumers(), graph.producers()
     out: list[Node] = []
+    removed: set[int] = set()
     for node in graph.nodes:
         match = _match(graph, users, producers, node) if node.op_type == "Reshape" else None
-        if match is None:
-            out.append(node)
-            continue
-        first, norm = match
-        out = [n for n in out if n is not first and n is not norm]
-        out.extend(_split_group_norm(graph, first, norm))
-        node.inputs = [f"{norm.name}/grouped/y", *node.inputs[1:]]
+        if match is not None:
+            first, norm = match
+            removed.update((id(first), id(norm)))
+            out.extend(_split_group_norm(graph, first, norm))  # before `node`, after x's producer
+            node.inputs = [f"{norm.name}/grouped/y", *node.inputs[1:]]
         out.append(node)
-    graph.nodes = out
+    graph.nodes = [n for n in out if id(n) not in removed]
     return graph
 
 
@@ -81,7 +80,7 @@ def _split_group_norm(graph: Graph, first: Node, norm: Node) -> list[Node]:
     kept = (x.shape[0], groups, *[1] * (rank - 2))
     per_group = (1, groups, *[1] * (rank - 2))
     target = const("shape", np.array([0, *split_shape[1:]], np.int64))
-    eps = const("epsilon", np.array(norm.attrs.get("epsilon", 1e-5), dtype))
+    eps = const("epsilon", np.array(norm.attrs["epsilon"], dtype))
     g_scale, g_bias = const("scale", scale.reshape(per_group).astype(dtype)), const("bias", bias.reshape(per_group)
                                                                                         .astype(dtype))
 

@@ -33,10 +33,7 @@ def file_sha256(path: Path) -> str:
 def converter_stamp() -> str:
     """A hash of the graphport package's sources: conversions cached by an older graphport (before an upgrade or a
     converter change) are not reused, so a cached model always has the current rewrites and checks."""
-    h = hashlib.sha256()
-    for f in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return files_sha256(sorted(Path(__file__).resolve().parents[1].rglob("*.py")))[:16]
 
 
 def prepare_model(model: str | os.PathLike, log: Callable[[str], None] = print) -> Path:
@@ -65,6 +62,11 @@ def prepare_model(model: str | os.PathLike, log: Callable[[str], None] = print) 
 def model_fingerprint(model_path: Path) -> str:
     """One sha256 over the model's files: the manifest's proof that a resumed run uses the same model."""
     files = sorted(f for f in model_path.rglob("*") if f.is_file()) if model_path.is_dir() else [model_path]
+    return files_sha256(files)
+
+
+def files_sha256(files: list[Path]) -> str:
+    """One sha256 over the sha256s of `files`, in the order given."""
     return hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()
 
 

@@ -47,26 +47,26 @@ def conv(ctx: EmitContext, node: Node) -> None:
 
 def _depthwise_zero_taps(x: tf.Tensor, w: np.ndarray | tf.Tensor, group: int, begin: list[int], end: list[int],
                          strides: list[int], dilations: list[int]) -> list[tuple[int, int]] | None:
-    """The zero taps that replace a depthwise conv's Pad (`same_by_zero_taps`), or None (no Pad needed, not a
-    depthwise conv, or no such taps)."""
-    sizes = x.shape.as_list()[1:-1]
-    if (not isinstance(w, np.ndarray) or w.ndim != 4 or w.shape[1] != 1 or group == 1 or x.shape[-1] != group
-            or dilations != [1, 1] or strides[0] != strides[1] or not any(begin + end)
-            or (None not in sizes and (begin, end) == tuple(map(list, same_pads(sizes, list(w.shape[2:]), strides,
-                                                                                  dilations))))):
+    """The zero taps that replace a depthwise conv's Pad (`same_by_zero_taps`; none where SAME fits as it is), or
+    None (no padding, not an undilated depthwise conv with equal strides, or no such taps)."""
+    if not _is_depthwise(x, w, group) or dilations != [1, 1] or strides[0] != strides[1] or not any(begin + end):
         return None
-    return same_by_zero_taps(sizes, list(w.shape[2:]), begin, end, strides)
+    return same_by_zero_taps(x.shape.as_list()[1:-1], list(w.shape[2:]), begin, end, strides)
+
+
+def _is_depthwise(x: tf.Tensor, w: np.ndarray | tf.Tensor, group: int) -> bool:
+    """One group per input channel of a 2-D conv with constant weights: a DepthwiseConv2dNative."""
+    return (isinstance(w, np.ndarray) and w.ndim == 4 and group != 1 and w.shape[1] == 1 and w.shape[0] % group == 0
+            and x.shape[-1] == group)
 
 
 def _grouped(x: tf.Tensor, w: np.ndarray | tf.Tensor, group: int, strides: list[int], dilations: list[int],
              padding: str) -> tf.Tensor:
     """group 1: Conv2D/Conv3D; one group per input channel: DepthwiseConv2dNative; otherwise split + concat."""
-    cout, cin_g = w.shape[:2]
-    spatial = w.ndim - 2
     if group == 1:
         return _dense(x, w, strides, dilations, padding)
-    if spatial == 2 and cin_g == 1 and cout % group == 0 and x.shape[-1] == group:
-        filt = np.transpose(w.reshape(group, cout // group, *w.shape[2:]), (2, 3, 0, 1))
+    if _is_depthwise(x, w, group):
+        filt = np.transpose(w.reshape(group, w.shape[0] // group, *w.shape[2:]), (2, 3, 0, 1))
         if dilations == [1, 1]:
             return _depthwise(x, tf.constant(filt), strides, padding)
         if strides != [1, 1]:

@@ -16,9 +16,8 @@ import tensorflow as tf
 from graphport.emit.tf.context import EmitContext, Perm
 from graphport.emit.tf.registry import op
 from graphport.emit.tf.tensor import ir_dim, shape_operand, shape_vector
-from graphport.ir.graph import Node
+from graphport.ir.graph import Dim, Node
 
-Dim = int | str | None  # a dim as reshape_groups takes it: a size, a symbolic dim by its text, or unknown
 Group = tuple[list[int], list[int]]  # input axes -> output axes of one merge, split or identity
 
 
@@ -37,20 +36,19 @@ def reshape_groups(in_dims: list, out_dims: list) -> list[Group] | None:
         a, b = in_dims[ins[i]], out_dims[outs[j]]
         group: Group = ([ins[i]], [outs[j]])
         i, j = i + 1, j + 1
-        if isinstance(a, str) or isinstance(b, str):
-            if a != b:
-                return None
-        else:
-            while a != b:
-                side, k, dims = (0, i, in_dims) if a < b else (1, j, out_dims)
-                axes = ins if side == 0 else outs
-                if k >= len(axes) or isinstance(dims[axes[k]], str):
+        if (isinstance(a, str) or isinstance(b, str)) and a != b:  # a named dim maps to itself only
+            return None
+        while a != b:  # sizes: take the next axis on the side whose product is short
+            if a < b:
+                if i == len(ins) or isinstance(in_dims[ins[i]], str):
                     return None
-                group[side].append(axes[k])
-                if side == 0:
-                    a, i = a * dims[axes[k]], i + 1
-                else:
-                    b, j = b * dims[axes[k]], j + 1
+                group[0].append(ins[i])
+                a, i = a * in_dims[ins[i]], i + 1
+            else:
+                if j == len(outs) or isinstance(out_dims[outs[j]], str):
+                    return None
+                group[1].append(outs[j])
+                b, j = b * out_dims[outs[j]], j + 1
         if len(group[0]) > 1 and len(group[1]) > 1:
             return None
         groups.append(group)
@@ -67,16 +65,17 @@ def _token(d: object) -> Dim:
 def layout_after_reshape(perm: tuple[int, ...], in_dims: list, out_dims: list) -> Perm:
     """The layout in which reshaping a tensor stored as `perm` gives the ONNX output of `in_dims` -> `out_dims`,
     or None when that needs the ONNX order first (a merged group out of order in `perm`)."""
+    in_dims, out_dims = [_token(d) for d in in_dims], [_token(d) for d in out_dims]
     groups = reshape_groups(in_dims, out_dims)
     if groups is None:
         return None
-    stored = [a for a in perm if _token(in_dims[a]) != 1]
+    stored = [a for a in perm if in_dims[a] != 1]
     pos = {a: k for k, a in enumerate(stored)}
     for axes, _ in groups:
         if [pos[a] for a in axes] != list(range(pos[axes[0]], pos[axes[0]] + len(axes))):
             return None
     out = [b for _, bs in sorted(groups, key=lambda g: pos[g[0][0]]) for b in bs]
-    for b in (b for b, d in enumerate(out_dims) if _token(d) == 1):  # size-1 axes: next to their ONNX neighbours
+    for b in (b for b, d in enumerate(out_dims) if d == 1):  # size-1 axes: next to their ONNX neighbours
         out.insert(next((k for k, c in enumerate(out) if c > b), len(out)), b)
     return tuple(out)
 
