@@ -19,7 +19,7 @@ import pytest
 from test_predict import ATOL, EXAMPLE, predict, setup  # noqa: F401 -- setup is the shared module fixture
 
 from graphport.predict import Threads, auto_threads
-from graphport.runtime.capi import thread_config
+from graphport.runtime.capi import session_config
 
 # Runs predict in a fresh process, then lists its threads by name (TF's inter-op pool is 'tf_Compute'; its intra-op
 # threads keep the process's name), so the pools counted are the ones TF started for this session alone.
@@ -32,12 +32,17 @@ print("THREADS", code, names["tf_Compute"], sum(n for k, n in names.items() if n
 """
 
 
-def test_thread_config_is_a_config_proto_tf_reads():
-    from tensorflow.core.protobuf import config_pb2
+def test_session_config_is_a_config_proto_tf_reads():
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 
+    rc = rewriter_config_pb2.RewriterConfig
     for intra, inter in [(1, 1), (2, 1), (300, 7)]:
-        config = config_pb2.ConfigProto.FromString(thread_config(intra, inter))
+        config = config_pb2.ConfigProto.FromString(session_config(intra, inter))
         assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (intra, inter)
+        rewrite = config.graph_options.rewrite_options
+        assert (rewrite.layout_optimizer, rewrite.memory_optimization, rewrite.meta_optimizer_iterations) == \
+            (rc.OFF, rc.NO_MEM_OPT, rc.ONE)
+        assert rewrite.remapping == rc.DEFAULT and rewrite.constant_folding == rc.DEFAULT  # the fusions stay
 
 
 @pytest.mark.parametrize("cores,expected", [(1, Threads(1, 1)), (2, Threads(2, 1)), (16, Threads(16, 2))])

@@ -97,10 +97,10 @@ class CAPIBackend(Session):
     backend = "capi"
 
     def __init__(self, info: ModelInfo, threads: int | None = None):
-        from graphport.runtime.capi import CAPISession, thread_config
+        from graphport.runtime.capi import CAPISession, session_config
 
         super().__init__(info)
-        self.sess = CAPISession(info.path, config=thread_config(threads, 1) if threads else None)
+        self.sess = CAPISession(info.path, config=session_config(threads, 1) if threads else None)
 
     def _run(self, feeds):
         return self.named(self.sess.run(self.tensor_feeds(feeds), self.fetches))
@@ -117,10 +117,11 @@ class TFSessionBackend(Session):
     def __init__(self, info: ModelInfo, threads: int | None = None):
         import tensorflow as tf
 
+        from graphport.runtime.capi import session_config
+
         super().__init__(info)
         self.graph = tf.Graph()
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1) \
-            if threads else None
+        config = tf.compat.v1.ConfigProto.FromString(session_config(threads, 1)) if threads else None
         self.sess = tf.compat.v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():
             if info.kind == "saved_model":

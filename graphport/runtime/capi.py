@@ -88,11 +88,20 @@ class _Status:
             lib().TF_DeleteStatus(self.ptr)
 
 
-def thread_config(intra_op: int, inter_op: int) -> bytes:
-    """A serialized `tensorflow.ConfigProto` that sets only the two thread pools' sizes (fields 2 and 5, varints).
+def session_config(intra_op: int, inter_op: int) -> bytes:
+    """A serialized `tensorflow.ConfigProto` for graphport's own inference sessions (`predict`, and any backend given
+    a thread budget): the two thread pools' sizes, and a Grappler that skips what cannot help a converted graph.
+
+    Grappler runs once, at a session's first run, and costs more than a steady batch of the seed B0 (0.51-0.55 s
+    against 0.10 s at batch 64 with oneDNN on). Of that: the layout optimizer (it turns NCHW graphs into NHWC ones,
+    and graphport's already are), the memory optimizer (swapping and recomputation for training), and the second
+    round of every pass, which changed no node of the seed graph. Off, the first run took 0.31-0.39 s; the fusions
+    of the first round (the remapper's, oneDNN's) are the same. Hosts keep their own configuration.
 
     Written by hand so that choosing threads costs no `tensorflow` or protobuf import: `predict` on a converted model
-    needs only the two shared libraries.
+    needs only the two shared libraries. ConfigProto fields 2 and 5 are the pools; 10 is GraphOptions, whose field
+    10 is RewriterConfig: layout_optimizer (1) = OFF (2), memory_optimization (4) = NO_MEM_OPT (1),
+    meta_optimizer_iterations (12) = ONE (1).
     """
     def varint(n: int) -> bytes:
         out = bytearray()
@@ -102,12 +111,16 @@ def thread_config(intra_op: int, inter_op: int) -> bytes:
             if not n:
                 return bytes(out)
 
-    return b"\x10" + varint(intra_op) + b"\x28" + varint(inter_op)
+    def message(field: int, body: bytes) -> bytes:
+        return varint(field << 3 | 2) + varint(len(body)) + body
+
+    rewriter = b"\x08\x02" + b"\x20\x01" + b"\x60\x01"
+    return b"\x10" + varint(intra_op) + b"\x28" + varint(inter_op) + message(10, message(10, rewriter))
 
 
 class CAPISession:
     """A TF_Session over a frozen `.pb`, a SavedModel directory, or a serialized GraphDef given as bytes; feeds and
-    fetches are 'op' or 'op:index'. `config` is a serialized ConfigProto (e.g. `thread_config`)."""
+    fetches are 'op' or 'op:index'. `config` is a serialized ConfigProto (e.g. `session_config`)."""
 
     def __init__(self, path: str | Path | bytes, tags: tuple[str, ...] = ("serve",), config: bytes | None = None):
         L = lib()
