@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SEED = Path(os.environ.get("GRAPHPORT_FIXTURES", ROOT.parent / "shared" / "fixtures")) / "seed-effnet-b0" / \
     "effnet_opset11_dynamic.onnx"
+TIE_ULPS = 4  # Essentia's classes this close to its top one count as tied with it (see equivalence)
 HEAVY = ("tensorflow", "onnx", "onnxruntime", "scipy", "google.protobuf", "ray", "pyarrow")
 
 # graphport's CLI in a fresh process, noting when the first batch comes back and which heavy modules were imported.
@@ -134,14 +135,18 @@ def importtime_total(model: Path, audio: Path, out: Path) -> float:
 
 def equivalence(got: np.ndarray, ref: np.ndarray) -> dict:
     """mean and p99 |Δ| over every output value, and top-1 agreement: strict (the same argmax), and with ties
-    (graphport's top class is one of Essentia's equal top classes: a saturated sigmoid gives exact ties, which
-    argmax breaks by index, so float noise decides them)."""
+    (graphport's top class is one of Essentia's top classes, those within TIE_ULPS float32 steps of its maximum).
+
+    A saturated sigmoid gives ties at 1.0 that argmax breaks by index, and near-ties one float32 step apart
+    (0.99999988 against 0.99999982): differences of 1e-7 that float noise decides, while graphport and Essentia
+    differ by up to 2.6e-4 on identical patches (ORT and Essentia by 3e-4)."""
     ref = ref[: len(got)]
     diff = np.abs(got - ref)
     pick = got.argmax(1)
+    top = ref.max(1)
     return {"rows": [len(got), len(ref)], "mean_abs": float(diff.mean()), "p99_abs": float(np.percentile(diff, 99)),
             "max_abs": float(diff.max()), "top1_strict": float((pick == ref.argmax(1)).mean()),
-            "top1_with_ties": float((ref[np.arange(len(ref)), pick] == ref.max(1)).mean())}
+            "top1_with_ties": float((top - ref[np.arange(len(ref)), pick] <= TIE_ULPS * np.spacing(top)).mean())}
 
 
 def main() -> int:

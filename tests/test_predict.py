@@ -86,6 +86,21 @@ def test_predictions_equal_essentia(setup, batch):
         assert np.allclose(got["start_s"], np.arange(len(ref)) * 62 * 256 / 16000)
 
 
+def test_onnxruntime_backend_runs_the_onnx_itself(setup, monkeypatch):
+    """`--backend onnxruntime` on an .onnx runs it as it is (it used to be converted to a .pb first, which that
+    backend then refused), and still gives Essentia's predictions."""
+    import graphport.converter
+
+    root, refs = setup
+    monkeypatch.setattr(graphport.converter, "convert", lambda *a, **k: pytest.fail("converted the .onnx"))
+    out = root / "out-ort"
+    code, text = predict(str(EXAMPLE), str(root / "audio"), "-o", str(out), "--batch", "7", "--backend", "onnxruntime")
+    assert code == 0, text
+    assert "backend onnxruntime" in text
+    for name, ref in refs.items():
+        assert np.abs(np.load(out / f"{name}.npz")["output_0"] - ref).max() <= ATOL, name
+
+
 def test_parquet_table_equals_essentia(setup):
     import pyarrow.parquet as pq
 

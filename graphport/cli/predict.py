@@ -144,7 +144,7 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
     cfg = PredictConfig(args.patch_size, args.patch_hop, args.last_patch, outputs_wanted, args.format)
     threads = Threads(*args.threads) if args.threads else auto_threads()
     items = collect_inputs(args.audio)
-    model = prepare_model(args.model, log=lambda s: console.print(s, highlight=False))
+    model = prepare_model(args.model, log=lambda s: console.print(s, highlight=False), backend=args.backend)
     if loader.ident is not None:
         loader.join()
     session = load(model, args.backend, threads.model if args.engine == "local" else None)

@@ -36,13 +36,13 @@ def converter_stamp() -> str:
     return files_sha256(sorted(Path(__file__).resolve().parents[1].rglob("*.py")))[:16]
 
 
-def prepare_model(model: str | os.PathLike, log: Callable[[str], None] = print) -> Path:
-    """A loadable graphport model for `model`; an .onnx is converted once and cached by its sha256 and the
-    converter's `converter_stamp`."""
+def prepare_model(model: str | os.PathLike, log: Callable[[str], None] = print, backend: str = "capi") -> Path:
+    """A loadable model for `model` and `backend`: an .onnx is converted once and cached by its sha256 and the
+    converter's `converter_stamp`, unless the backend is onnxruntime, which runs the .onnx itself."""
     p = Path(model)
     if not p.exists():
         raise GraphportError(f"model '{p}' does not exist.")
-    if p.suffix.lower() != ".onnx":
+    if p.suffix.lower() != ".onnx" or backend == "onnxruntime":
         return p
     target = cache_dir() / "converted" / converter_stamp() / file_sha256(p)
     if model_json.is_output_folder(target):
