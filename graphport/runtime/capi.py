@@ -92,10 +92,10 @@ def session_config(intra_op: int, inter_op: int) -> bytes:
     """A serialized `tensorflow.ConfigProto` for graphport's own inference sessions (`predict`, and any backend given
     a thread budget): the two thread pools' sizes, and a Grappler that skips what cannot help a converted graph.
 
-    Grappler runs once, at a session's first run, and costs more than a steady batch of the seed B0 (0.51-0.55 s
+    Grappler runs once, at a session's first run, and costs more than a steady batch of the seed B0 (0.51-0.58 s
     against 0.10 s at batch 64 with oneDNN on). Of that: the layout optimizer (it turns NCHW graphs into NHWC ones,
     and graphport's already are), the memory optimizer (swapping and recomputation for training), and the second
-    round of every pass, which changed no node of the seed graph. Off, the first run took 0.31-0.39 s; the fusions
+    round of every pass, which changed no node of the seed graph. Off, the first run took 0.27-0.39 s; the fusions
     of the first round (the remapper's, oneDNN's) are the same. Hosts keep their own configuration.
 
     Written by hand so that choosing threads costs no `tensorflow` or protobuf import: `predict` on a converted model
