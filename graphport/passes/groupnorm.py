@@ -81,8 +81,8 @@ def _split_group_norm(graph: Graph, first: Node, norm: Node) -> list[Node]:
     per_group = (1, groups, *[1] * (rank - 2))
     target = const("shape", np.array([0, *split_shape[1:]], np.int64))
     eps = const("epsilon", np.array(norm.attrs["epsilon"], dtype))
-    g_scale, g_bias = const("scale", scale.reshape(per_group).astype(dtype)), const("bias", bias.reshape(per_group)
-                                                                                        .astype(dtype))
+    g_scale = const("scale", scale.reshape(per_group).astype(dtype))
+    g_bias = const("bias", bias.reshape(per_group).astype(dtype))
 
     def reduce_mean(name: str, src: str) -> Node:
         attrs = {**schema_defaults("ReduceMean", graph.opset), "keepdims": 1}

@@ -111,11 +111,14 @@ def session_config(intra_op: int, inter_op: int) -> bytes:
             if not n:
                 return bytes(out)
 
-    def message(field: int, body: bytes) -> bytes:
+    def number(field: int, value: int) -> bytes:  # wire type 0: ints and enums
+        return varint(field << 3) + varint(value)
+
+    def message(field: int, body: bytes) -> bytes:  # wire type 2
         return varint(field << 3 | 2) + varint(len(body)) + body
 
-    rewriter = b"\x08\x02" + b"\x20\x01" + b"\x60\x01"
-    return b"\x10" + varint(intra_op) + b"\x28" + varint(inter_op) + message(10, message(10, rewriter))
+    rewriter = number(1, 2) + number(4, 1) + number(12, 1)
+    return number(2, intra_op) + number(5, inter_op) + message(10, message(10, rewriter))
 
 
 class CAPISession:
