@@ -90,13 +90,13 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
         proto = fix_dims(fix_inputs(proto, pins.inputs), pins.dims)
         onnx_bytes = proto.SerializeToString()
     graph = to_ir(proto)
-    dims = DimPlan()
     if verify_outputs:  # a valid model: TF's import in the workers overlaps with optimising and emitting here
         for setting in ONEDNN_SETTINGS:
             worker(setting)
-        dims = plan_sizes(onnx_bytes, input_specs(graph), pins.verify_dims)
     onnx_ops = graph.census()
     graph = optimize(graph)
+    # Sized from the folded graph, whose shapes are expressions over the input dims.
+    dims = plan_sizes(onnx_bytes, graph, input_specs(graph), pins.verify_dims) if verify_outputs else DimPlan()
     emitted = build_graph_def(graph)
     tf_ops = dict(Counter(n.op for n in emitted.graph_def.node).most_common())
     with staging_dir(out) as tmp:
@@ -142,6 +142,7 @@ def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, pr
         "symbols": {s: {"input": i, "axis": a} for s, (i, a) in graph.symbols.items()},
         "fixed": {"inputs": {k: np.asarray(v).tolist() for k, v in pins.inputs.items()}, "dims": pins.dims},
         "verified_dim_sizes": dims.sizes,
+        "verified_dim_reasons": dims.reasons,
         "batch_like_dims": dims.batch_like,
         "saved_model": {"signature": "serving_default", "tags": ["serve"]},
         "onnx_op_census": report.onnx_ops,

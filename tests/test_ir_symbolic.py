@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphport.ir.symbolic import Atom, Sym, Undecidable, is_symbolic, normalize
+from graphport.ir.symbolic import Atom, Relation, Sym, Undecidable, evaluate, is_symbolic, normalize, relation
 
 B = Sym.atom(Atom("batch", source="x", axis=0))
 T = Sym.atom(Atom("time", source="x", axis=1))
@@ -42,12 +42,33 @@ def test_comparisons_decide_only_what_positivity_proves():
     same = B * 1
     assert same == B and B != B + 1 and B != 0
     assert B > 0 and B >= 1 and -B < 0 and B + 1 > 1
-    with pytest.raises(Undecidable):
-        B == 4  # noqa: B015  could be either at run time
+    assert (B == 4) is False and B != 4  # == is "provably the same" and never raises: batch may or may not be 4
     with pytest.raises(Undecidable):
         B - 1 > 0  # noqa: B015  batch may be 1
     with pytest.raises(Undecidable):
         int(B)
+
+
+W = (((Sym.atom(Atom("samples", source="x", axis=1)) - 10) // 5 - 3) // 4 - 3) // 4 - 3  # issue #23's dim
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    (B, B * 1, Relation.EQUAL), (B + T, T + B, Relation.EQUAL), (B, B + 1, Relation.DIFFERENT),
+    (B, 0, Relation.DIFFERENT), (B * T, 0, Relation.DIFFERENT), (B, 4, Relation.UNKNOWN), (B, T, Relation.UNKNOWN),
+    (W, W, Relation.EQUAL), (W, 1, Relation.UNKNOWN), (W, W + 2, Relation.DIFFERENT), ((B + 1) // 2, B, Relation.UNKNOWN),
+    (None, B, Relation.UNKNOWN), ("time", "time", Relation.EQUAL), ("time", 3, Relation.UNKNOWN), (3, 3, Relation.EQUAL),
+    (3, 4, Relation.DIFFERENT),
+])
+def test_relation_is_three_valued_and_never_raises(a, b, expected):
+    assert relation(a, b) is expected and relation(b, a) is expected
+    assert (a == b) is (expected is Relation.EQUAL)  # and == agrees where it can answer, without raising
+
+
+def test_evaluate_gives_values_at_concrete_sizes():
+    assert evaluate(W, {"samples": 16000}) == ((((16000 - 10) // 5 - 3) // 4 - 3) // 4 - 3)
+    assert evaluate(B * T * 3 + 1, {"batch": 2, "time": 5}) == 31
+    assert evaluate((B + 1) % 2, {"batch": 4}) == 1 and evaluate("time", {"time": 9}) == 9 and evaluate(7, {}) == 7
+    assert evaluate(B + T, {"batch": 2}) is None and evaluate(None, {}) is None
 
 
 def test_equal_syms_hash_equal_and_work_as_keys():

@@ -117,6 +117,9 @@ def print_report(console: Console, report) -> None:
         t.add_row(c.onednn, str(c.batch), *dims, c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}",
                   "[green]ok[/]" if c.ok else "[red]FAIL[/]")
     console.print(t)
+    for sizes, reasons in zip(meta.get("verified_dim_sizes") or [], meta.get("verified_dim_reasons") or []):
+        for d, why in reasons.items():
+            console.print(f"verified at {d}={sizes[d]}: {escape(why)}", highlight=False)
     console.print(f"batch invariance: max |row of batch N - batch 1| = {v.batch_invariance:.2e} "
                   + ("[green]ok[/]" if v.batch_invariance_ok else "[red]FAIL[/]"))
     for f in v.failures:

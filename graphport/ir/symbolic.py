@@ -3,11 +3,16 @@
 ONNX exporters compute shapes at run time (`Shape -> Gather -> Concat -> Reshape`). Folding that arithmetic needs
 values such as `[batch, 1280]`: numpy object arrays whose entries are ints or `Sym`. A `Sym` is a polynomial with
 integer coefficients over atoms; an atom is an input dimension or an opaque derived term such as `batch // 2`.
-Anything not decidable at conversion time raises `Undecidable`, and the caller leaves that node to run in TF.
+Ordering a `Sym` (`<`, `int()`) that is not decidable at conversion time raises `Undecidable`, and the caller
+leaves that node to run in TF. Equality never raises: `==` is structural (the same polynomial), which is what a
+pass matching a pattern needs (it rewrites only what it can prove), and `relation` answers equal, different or
+unknown for a caller that must tell "different" from "not known to be equal". `evaluate` gives an expression's
+value at concrete sizes of the input dims (what verification sizing reads).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,16 +135,17 @@ class Sym:
         raise Undecidable(f"sign of {self}")
 
     def __eq__(self, other: object) -> bool:  # type: ignore[override]
+        """The same polynomial: True only when provably equal, never raising (see `relation` for "different")."""
         if not isinstance(other, (Sym, int, np.integer, float, np.floating)):
             return NotImplemented
-        diff = self - other
-        if not isinstance(diff, Sym):
-            return diff == 0
-        diff._sign_known()
-        return False
+        try:
+            return not isinstance(diff := self - other, Sym) and diff == 0
+        except Undecidable:  # a non-integer float is no dim
+            return False
 
     def __ne__(self, other: object) -> bool:  # type: ignore[override]
-        return not self.__eq__(other)
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
 
     def __lt__(self, other: SymLike) -> bool:
         d = self - other
@@ -174,6 +180,62 @@ class Sym:
 
 
 SymLike = int | Sym
+
+
+class Relation(enum.Enum):
+    """How two dims compare at conversion time."""
+
+    EQUAL = "equal"
+    DIFFERENT = "different"
+    UNKNOWN = "unknown"
+
+
+def relation(a: object, b: object) -> Relation:
+    """Equal, different, or unknown until run time, for dims that are ints, `Sym`s or None (unknown); never raises.
+    Names of input dims (str) compare by name: the same name is the same dim, two names may be equal at run time."""
+    if a is None or b is None:
+        return Relation.UNKNOWN
+    if isinstance(a, str) or isinstance(b, str):
+        return Relation.EQUAL if a == b else Relation.UNKNOWN
+    try:
+        diff = Sym.lift(a) - b
+        if not isinstance(diff, Sym):
+            return Relation.EQUAL if diff == 0 else Relation.DIFFERENT
+        diff._sign_known()
+        return Relation.DIFFERENT
+    except (Undecidable, TypeError, ValueError):
+        return Relation.UNKNOWN
+
+
+def evaluate(x: object, sizes: dict[str, int]) -> int | None:
+    """The value of dim `x` (an int, an input dim's name, a `Sym`) when the input dims have `sizes`; None when it
+    reads a dim `sizes` lacks or is unknown. Floor division and remainder are Python's, as ONNX's integer shape
+    arithmetic on the non-negative values that sizes are."""
+    if x is None:
+        return None
+    if isinstance(x, str):
+        return sizes.get(x)
+    if not isinstance(x, Sym):
+        return int(x)
+    total = 0
+    for mono, coef in x.terms.items():
+        term = coef
+        for atom in mono:
+            value = _atom_value(atom, sizes)
+            if value is None:
+                return None
+            term *= value
+        total += term
+    return total
+
+
+def _atom_value(atom: Atom, sizes: dict[str, int]) -> int | None:
+    if atom.op is None:
+        return sizes.get(atom.name)
+    arg = evaluate(atom.arg, sizes)
+    if arg is None:
+        return None
+    return arg // atom.k if atom.op == "floordiv" else arg % atom.k
 
 
 def _as_positive_int(x: object) -> int:

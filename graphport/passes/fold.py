@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator
 
 from graphport.ir.attrs import constant_of_shape_value, encode_attrs
 from graphport.ir.graph import Graph, Node
-from graphport.ir.symbolic import Sym, Undecidable, is_symbolic, normalize
+from graphport.ir.symbolic import Relation, Sym, Undecidable, is_symbolic, normalize, relation
 from graphport.passes.infer import refine_shapes
 
 MAX_FOLDED_ELEMENTS = 1 << 22
@@ -138,13 +138,21 @@ def _int_div(a, b):
     return int(a / b) if float(a).is_integer() and float(b).is_integer() else a / b
 
 
+def _equal(a, b) -> bool:
+    """Equal folds only when decided: `==` on a `Sym` means "provably the same", not "provably different"."""
+    rel = relation(a, b)
+    if rel is Relation.UNKNOWN:
+        raise Undecidable(f"whether {a} equals {b}")
+    return rel is Relation.EQUAL
+
+
 KERNELS.update({
     "Add": _elementwise(lambda a, b: a + b),
     "Sub": _elementwise(lambda a, b: a - b),
     "Mul": _elementwise(lambda a, b: a * b),
     "Div": _elementwise(_int_div),
     "Neg": _elementwise(lambda a: -a),
-    "Equal": _elementwise(lambda a, b: a == b),
+    "Equal": _elementwise(_equal),
     "Less": _elementwise(lambda a, b: a < b),
     "Greater": _elementwise(lambda a, b: a > b),
     "Max": _elementwise(lambda *a: max(a)),

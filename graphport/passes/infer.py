@@ -155,8 +155,6 @@ def _window_shape(graph: Graph, node: Node) -> list | None:
         if w is None or not all(isinstance(d, int) for d in w):
             return None
         kernel, channels = list(a.get("kernel_shape") or w[2:]), w[0]
-    elif a.get("ceil_mode"):
-        return None
     else:
         kernel, channels = list(a["kernel_shape"]), x[1]
     n = len(kernel)
@@ -164,11 +162,16 @@ def _window_shape(graph: Graph, node: Node) -> list | None:
     pads, auto = a.get("pads") or [0] * 2 * n, a.get("auto_pad", "NOTSET")
     out = []
     for i, d in enumerate(x[2:]):
+        s, span, end = strides[i], (kernel[i] - 1) * dilations[i] + 1, pads[i + n]
+        room = d + (0 if auto == "VALID" else pads[i] + end) - span
         if auto in ("SAME_UPPER", "SAME_LOWER"):
-            out.append((d + strides[i] - 1) // strides[i])
+            out.append((d + s - 1) // s)
+        elif not a.get("ceil_mode"):
+            out.append(room // s + 1)
+        elif end + s <= span:  # ceil's last window then always starts inside the input: never dropped
+            out.append((room + s - 1) // s + 1)
         else:
-            span = (kernel[i] - 1) * dilations[i] + 1
-            out.append((d + (0 if auto == "VALID" else pads[i] + pads[i + n]) - span) // strides[i] + 1)
+            return None  # whether the last window is dropped depends on the size's remainder
     return [x[0], channels, *out]
 
 

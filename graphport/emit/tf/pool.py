@@ -29,12 +29,33 @@ def _prepare(ctx: EmitContext, node: Node):
     if any(d != 1 for d in node.attrs.get("dilations", [1] * n)):
         raise Decline("dilated pooling")
     x = ctx.channels_last(node.inputs[0])
-    begin, end = onnx_pads(node, x.shape.as_list()[1:-1], kernel, strides, [1] * n,
-                           bool(node.attrs.get("ceil_mode")))  # an attribute from opset 10 on
+    ceil = bool(node.attrs.get("ceil_mode"))  # an attribute from opset 10 on
+    begin, end = onnx_pads(node, x.shape.as_list()[1:-1], kernel, strides, [1] * n, ceil and not runtime_ceil(node, x))
     if n == 1:
         x = tf.expand_dims(x, 1)
         kernel, strides, begin, end = [1] + kernel, [1] + strides, [0] + begin, [0] + end
     return x, kernel, strides, begin, end, n
+
+
+def runtime_ceil(node: Node, x: tf.Tensor) -> bool:
+    """A ceil_mode MaxPool over a dynamic spatial size: its extra end padding is known only at run time."""
+    return node.op_type == "MaxPool" and bool(node.attrs.get("ceil_mode")) and None in x.shape.as_list()[1:-1]
+
+
+def _ceil_max_pool(x: tf.Tensor, kernel: list[int], strides: list[int], begin: list[int], end: list[int]
+                   ) -> tf.Tensor:
+    """ceil_mode's windows over a size known at run time: `stride - 1` more rows of -inf at the end give every
+    window that ceil rounds up to, and the slice drops the last one where it would start past the input and its
+    begin padding (ONNX Runtime's and torch's rule): `min(ceil((size + pads - span) / s) + 1, ceil((size + b) / s))`."""
+    fill = lowest(x.dtype)
+    padded = tf.pad(x, [[0, 0], *[[b, e + s - 1] for b, e, s in zip(begin, end, strides)], [0, 0]],
+                    constant_values=fill)
+    pool = _POOLS[len(kernel)][0]
+    y = pool(input=padded, ksize=[1, *kernel, 1], strides=[1, *strides, 1], padding="VALID")
+    sizes = tf.shape(x)[1:-1]
+    starts = tf.stack([(sizes[i] + b + s - 1) // s for i, (b, s) in enumerate(zip(begin, strides))])
+    keep = tf.minimum(tf.shape(y)[1:-1], starts)
+    return tf.slice(y, tf.zeros([len(kernel) + 2], tf.int32), tf.concat([[-1], keep, [-1]], 0))
 
 
 def _finish(ctx: EmitContext, node: Node, y: tf.Tensor, n: int) -> None:
@@ -44,6 +65,9 @@ def _finish(ctx: EmitContext, node: Node, y: tf.Tensor, n: int) -> None:
 @op("MaxPool")
 def max_pool(ctx: EmitContext, node: Node) -> None:
     x, kernel, strides, begin, end, n = _prepare(ctx, node)
+    if runtime_ceil(node, x):
+        _finish(ctx, node, _ceil_max_pool(x, kernel, strides, begin, end), n)
+        return
     x, padding = padding_mode(x, begin, end, kernel, strides, [1] * len(kernel), fill=lowest(x.dtype))
     pool = _POOLS[len(kernel)][0]
     _finish(ctx, node, pool(input=x, ksize=[1, *kernel, 1], strides=[1, *strides, 1], padding=padding), n)
