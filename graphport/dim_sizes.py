@@ -73,7 +73,8 @@ def plan_sizes(onnx_bytes: bytes, graph: Graph, specs: list[IOInfo],
         rest = [d for d in free if d not in batch_like]
         floor, reasons = probe.graph_minimum(rest, overrides, batch_like)
         for sizes in _growing(floor, overrides):
-            refusal = probe.refusal(sizes, batch_like) or (probe.refusal(sizes, batch_like, 2) if batch_like else "")
+            # at batch 2 too: a dim that ORT wants equal to the batch runs at batch 1 when it is 1 (a state's batch)
+            refusal = probe.refusal(sizes, batch_like) or probe.refusal(sizes, batch_like, 2)
             if not refusal:
                 break
             if sizes is floor:
@@ -124,7 +125,7 @@ class _Probe:
                                                                            **dict.fromkeys(batch_like, batch)}))
         except Exception as e:  # noqa: BLE001  ORT's refusal is the answer: this size is not valid for the model
             first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-            return f"ONNX Runtime refuses {_spell(sizes)} ({first[:200]})"
+            return f"ONNX Runtime refuses {_spell(sizes)}{f' at batch {batch}' if batch > 1 else ''} ({first[:200]})"
         empty = [i for i, o in enumerate(outs) if np.asarray(o).size == 0]
         return f"ONNX Runtime returns an empty output at {_spell(sizes)}" if empty else ""
 
