@@ -20,7 +20,16 @@ from graphport.errors import GraphportError, OutputExists
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import fix_dims, fix_inputs, optimize
 from graphport.runtime.isolated import worker
-from graphport.verify import DEFAULT_BATCH_SIZES, ONEDNN_SETTINGS, VerifyResult, input_specs, verify
+from graphport.runtime.tf_python import import_tensorflow
+from graphport.verify import (
+    DEFAULT_BATCH_SIZES,
+    ONEDNN_SETTINGS,
+    VerifyResult,
+    input_specs,
+    start_reference,
+    verification_cases,
+    verify,
+)
 
 
 @dataclass
@@ -81,22 +90,26 @@ class Pins:
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
              atol: float, rtol: float, pins: Pins) -> ConversionReport:
     proto, onnx_bytes = load_model(model)
-    # TensorFlow is imported only now, after the model is read and validated: a bad file is refused at once.
-    from graphport.artifacts import write_pb, write_saved_model
-    from graphport.emit.tf import build_graph_def
-
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
     if pins.inputs or pins.dims:  # ORT must verify against the same specialised model
         proto = fix_dims(fix_inputs(proto, pins.inputs), pins.dims)
         onnx_bytes = proto.SerializeToString()
     graph = to_ir(proto)
-    if verify_outputs:  # a valid model: TF's import in the workers overlaps with optimising and emitting here
+    if verify_outputs:  # a valid model: TF's import in the workers overlaps with everything below
         for setting in ONEDNN_SETTINGS:
             worker(setting)
     onnx_ops = graph.census()
     graph = optimize(graph)
-    # Sized from the folded graph, whose shapes are expressions over the input dims.
-    dims = plan_sizes(onnx_bytes, graph, input_specs(graph), pins.verify_dims) if verify_outputs else DimPlan()
+    dims, cases, reference = DimPlan(), None, None
+    if verify_outputs:  # sized from the folded graph, whose shapes are expressions over the input dims
+        dims = plan_sizes(onnx_bytes, graph, input_specs(graph), pins.verify_dims)
+        cases = verification_cases(graph, batch_sizes, dims=dims)
+        reference = start_reference(onnx_bytes, graph, cases)  # ORT runs while TF is imported and the graph emitted
+    # TensorFlow is imported only now, after the model is read and validated: a bad file is refused at once.
+    import_tensorflow()
+    from graphport.artifacts import write_pb, write_saved_model
+    from graphport.emit.tf import build_graph_def
+
     emitted = build_graph_def(graph)
     tf_ops = dict(Counter(n.op for n in emitted.graph_def.node).most_common())
     with staging_dir(out) as tmp:
@@ -105,7 +118,7 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
         with ThreadPoolExecutor(1) as pool:
             saving = pool.submit(write_saved_model, emitted, graph, tmp / "saved_model")
             result = verify(onnx_bytes, graph, emitted.graph_def, (emitted.inputs, emitted.outputs), batch_sizes,
-                            atol, rtol, dims=dims) if verify_outputs else None
+                            atol, rtol, dims=dims, cases=cases, reference=reference) if verify_outputs else None
             names = saving.result()
         report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result,
                                   warnings=graph.notes + _doctor_warnings(tmp))

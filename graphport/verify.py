@@ -21,7 +21,7 @@ while a wrong layout or scale is off by a large part of the output's range.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -101,14 +101,25 @@ def compare(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float,
     return max_abs, max_rel, ok
 
 
-def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dict],
-           batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, atol: float = 1e-4, rtol: float = 1e-3,
-           seed: int = 0, settings: tuple[bool, ...] = ONEDNN_SETTINGS,
-           dims: DimPlan | None = None) -> VerifyResult:
-    """Compare the GraphDef (fed and fetched through `tf_names` = (inputs, outputs) op maps) with ORT.
+@dataclass
+class Cases:
+    """The verification inputs: seeded feeds per (batch size, size set), single rows of the largest batch (batch
+    invariance) and the rows ORT also runs unoptimised (its float-order noise)."""
 
-    `dims` (graphport.dim_sizes.plan_sizes) sizes the free symbolic dims: every batch size runs at the first size
-    set, the two smallest batch sizes at each further set."""
+    feeds: dict[tuple[int, int], dict[str, np.ndarray]]
+    singles: dict[int, dict[str, np.ndarray]]
+    probe: dict[str, np.ndarray]
+    sizes: tuple[int, ...]
+    variants: list[dict[str, int]]
+    big: tuple[int, int]
+    rows: list[int]
+    batch: set[str]
+
+
+def verification_cases(graph: Graph, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, seed: int = 0,
+                       dims: DimPlan | None = None) -> Cases:
+    """Every batch size at the first size set of `dims` (graphport.dim_sizes.plan_sizes), the two smallest batch
+    sizes at each further set."""
     dims = dims or DimPlan()
     specs = input_specs(graph)
     batch = batch_symbols(specs) | set(dims.batch_like)
@@ -121,12 +132,34 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
     big = (max(sizes), 0)
     rows = sorted({0, big[0] - 1}) if batched and big[0] > 1 else []
     singles = {r: {k: _rows(x, in_axes[k], r, r + 1) for k, x in feeds[big].items()} for r in rows}
-    with ThreadPoolExecutor(len(settings) + 1) as pool:
-        probe = {k: _rows(x, in_axes[k], 0, NOISE_ROWS) for k, x in feeds[big].items()}
-        ref_job = pool.submit(_ort_run, onnx_bytes, graph.outputs, feeds, singles, probe)
+    probe = {k: _rows(x, in_axes[k], 0, NOISE_ROWS) for k, x in feeds[big].items()}
+    return Cases(feeds, singles, probe, sizes, variants, big, rows, batch)
+
+
+def start_reference(onnx_bytes: bytes, graph: Graph, cases: Cases) -> Future:
+    """ORT's outputs for `cases`, computed in a thread from now on: the converter starts it before TensorFlow is
+    imported and the graph emitted, which need no ORT and leave the second core free (ORT releases the GIL)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="graphport-reference")
+    future = pool.submit(_ort_run, onnx_bytes, graph.outputs, cases.feeds, cases.singles, cases.probe)
+    pool.shutdown(wait=False)
+    return future
+
+
+def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dict],
+           batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, atol: float = 1e-4, rtol: float = 1e-3,
+           seed: int = 0, settings: tuple[bool, ...] = ONEDNN_SETTINGS,
+           dims: DimPlan | None = None, cases: Cases | None = None, reference: Future | None = None) -> VerifyResult:
+    """Compare the GraphDef (fed and fetched through `tf_names` = (inputs, outputs) op maps) with ORT, on `cases`
+    (else those of `batch_sizes`, `seed` and `dims`), with ORT's outputs from `reference` when it was started
+    already (start_reference)."""
+    cases = cases or verification_cases(graph, batch_sizes, seed, dims)
+    reference = reference or start_reference(onnx_bytes, graph, cases)
+    feeds, singles, sizes, variants, big, rows, batch = (cases.feeds, cases.singles, cases.sizes, cases.variants,
+                                                         cases.big, cases.rows, cases.batch)
+    with ThreadPoolExecutor(len(settings)) as pool:
         jobs = {s: pool.submit(_tf_run, graph_def, tf_names, s, feeds, singles) for s in settings}
-        refs, ref_singles, unfused = ref_job.result()
         runs = {s: j.result() for s, j in jobs.items()}
+    refs, ref_singles, unfused = reference.result()
     out_axes = {n: _batch_axis(graph.values[n].shape if n in graph.values else None, batch,
                                [(b, refs[(b, 0)][n]) for b in sizes]) for n in graph.outputs}
     result = VerifyResult(atol=atol, rtol=rtol)
@@ -137,7 +170,7 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
         ax = out_axes[name]
         pairs = [(_rows(refs[big][name], ax, r, r + 1), ref_singles[r][name]) for r in rows] if ax is not None else []
         invariant[name] = bool(pairs) and all(a.shape == b.shape and compare(a, b, atol, rtol)[2] for a, b in pairs)
-        scale = max((_max_abs(refs[c][name]) for c in cases), default=0.0)
+        scale = max((_max_abs(refs[c][name]) for c in feeds), default=0.0)
         noise = max([_max_abs(a, b) for a, b in pairs if invariant[name]]
                     + [_max_abs(unfused[name], _rows(refs[big][name], ax, 0, NOISE_ROWS))])
         floors[name] = max(SCALE_RTOL * scale, NOISE_FACTOR * noise,
