@@ -69,8 +69,8 @@ def _grouped(x: tf.Tensor, w: np.ndarray | tf.Tensor, group: int, strides: list[
         filt = np.transpose(w.reshape(group, w.shape[0] // group, *w.shape[2:]), (2, 3, 0, 1))
         if dilations == [1, 1]:
             return _depthwise(x, tf.constant(filt), strides, padding)
-        if strides != [1, 1]:
-            raise Decline("depthwise convolution with both stride and dilation")
+        if strides != [1, 1]:  # the depthwise kernels stride or dilate, not both: spread the taps with zeros
+            return _depthwise(x, tf.constant(_spread(filt, dilations)), strides, padding)
         return tf.nn.depthwise_conv2d(x, tf.constant(filt), [1, 1, 1, 1], padding, dilations=dilations)
     parts = tf.split(x, group, axis=-1)
     ws = np.split(w, group, axis=0)
@@ -102,11 +102,18 @@ def _dense(x: tf.Tensor, w: np.ndarray | tf.Tensor, strides: list[int], dilation
     if any(d != 1 for d in dilations):  # TF's CPU Conv3D kernel rejects dilations: spread the kernel with zeros
         if not isinstance(w, np.ndarray):
             raise Decline("dilated 3-D convolution with runtime weights")
-        spread = np.zeros((*w.shape[:2], *[(k - 1) * d + 1 for k, d in zip(w.shape[2:], dilations)]), w.dtype)
-        spread[(slice(None), slice(None), *[slice(None, None, d) for d in dilations])] = w
-        filt, dilations = tf.constant(np.transpose(spread, (2, 3, 4, 1, 0))), [1, 1, 1]
+        filt, dilations = tf.constant(_spread(np.transpose(w, (2, 3, 4, 1, 0)), dilations)), [1, 1, 1]
     return tf.raw_ops.Conv3D(input=x, filter=filt, strides=[1, *strides, 1], padding=padding,
                              dilations=[1, *dilations, 1])
+
+
+def _spread(filt: np.ndarray, dilations: list[int]) -> np.ndarray:
+    """A channels-last filter (spatial axes first) with `d - 1` zero taps between its taps: the undilated kernel
+    of the same dilated convolution."""
+    n = len(dilations)
+    spread = np.zeros((*[(k - 1) * d + 1 for k, d in zip(filt.shape[:n], dilations)], *filt.shape[n:]), filt.dtype)
+    spread[tuple(slice(None, None, d) for d in dilations)] = filt
+    return spread
 
 
 @op("ConvTranspose")
@@ -137,9 +144,7 @@ def conv_transpose(ctx: EmitContext, node: Node) -> None:
     if any(d != 1 for d in dil):  # spread the kernel with zeros: the CPU kernel has no dilated backprop
         if isinstance(w, tf.Tensor):
             raise Decline("dilated ConvTranspose with runtime weights")
-        spread = np.zeros((*w.shape[:2], *[(k - 1) * d + 1 for k, d in zip(w.shape[2:], dil)]), w.dtype)
-        spread[:, :, ::dil[0], ::dil[1]] = w
-        w = spread
+        w = np.transpose(_spread(np.transpose(w, (2, 3, 0, 1)), dil), (2, 3, 0, 1))
     sizes = x.shape.as_list()[1:3]
     if None in sizes:
         raise Decline("ConvTranspose over a dynamic spatial size")

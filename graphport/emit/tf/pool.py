@@ -1,7 +1,9 @@
 """MaxPool, AveragePool and the global pools, channels last.
 
 AveragePool's divisor follows ONNX exactly (count_include_pad, ceil_mode) by dividing a VALID window sum by a
-per-position count computed now in numpy, so no padding case needs a special kernel.
+per-position count: computed now in numpy over a static size, or over a dynamic one (the samples or frames axis of an
+audio model) by pooling a one-channel mask padded like the input, so no padding case needs a special kernel.
+TF's pools take no dilations: a dilated window is reduced over its taps, one strided slice each.
 """
 
 from __future__ import annotations
@@ -26,36 +28,71 @@ def _prepare(ctx: EmitContext, node: Node):
     if n not in (1, 2, 3):
         raise Decline(f"{n}-D pooling")
     strides = list(node.attrs.get("strides", [1] * n))
-    if any(d != 1 for d in node.attrs.get("dilations", [1] * n)):
-        raise Decline("dilated pooling")
+    dilations = list(node.attrs.get("dilations", [1] * n))
     x = ctx.channels_last(node.inputs[0])
     ceil = bool(node.attrs.get("ceil_mode"))  # an attribute from opset 10 on
-    begin, end = onnx_pads(node, x.shape.as_list()[1:-1], kernel, strides, [1] * n, ceil and not runtime_ceil(node, x))
+    begin, end = onnx_pads(node, x.shape.as_list()[1:-1], kernel, strides, dilations,
+                           ceil and not runtime_ceil(node, x))
     if n == 1:
         x = tf.expand_dims(x, 1)
-        kernel, strides, begin, end = [1] + kernel, [1] + strides, [0] + begin, [0] + end
-    return x, kernel, strides, begin, end, n
+        kernel, strides, dilations, begin, end = [1] + kernel, [1] + strides, [1] + dilations, [0] + begin, [0] + end
+    return _Pool(x, kernel, strides, dilations, begin, end, n)
+
+
+class _Pool:
+    """One pooling node's channels-last input and window, 1-D already given a unit height."""
+
+    def __init__(self, x: tf.Tensor, kernel: list[int], strides: list[int], dilations: list[int], begin: list[int],
+                 end: list[int], n: int):
+        self.x, self.kernel, self.strides, self.dilations = x, kernel, strides, dilations
+        self.begin, self.end, self.n = begin, end, n
+
+    @property
+    def dilated(self) -> bool:
+        return any(d != 1 for d in self.dilations)
+
+    def windows(self, x: tf.Tensor, kind: str) -> tf.Tensor:
+        """VALID windows of `x` reduced by `kind` ('max' or 'avg'): TF's pool, or, dilated, the max or mean of one
+        strided slice per tap (slice ends count from the end, so a dynamic size needs no shape arithmetic)."""
+        if not self.dilated:
+            pool = _POOLS[len(self.kernel)][0 if kind == "max" else 1]
+            ksize, st = [1, *self.kernel, 1], [1, *self.strides, 1]
+            return pool(input=x, ksize=ksize, strides=st, padding="VALID") if kind == "max" else \
+                _avg(pool, x, ksize, st, "VALID")
+        taps = []
+        for offsets in np.ndindex(*self.kernel):
+            index = [slice(None)]
+            for k, s, d, j in zip(self.kernel, self.strides, self.dilations, offsets):
+                tail = (k - 1 - j) * d
+                index.append(slice(j * d, -tail if tail else None, s))
+            taps.append(x[tuple(index + [slice(None)])])
+        if kind == "max":
+            return tf.reduce_max(tf.stack(taps), axis=0)
+        return tf.add_n(taps) / tf.constant(len(taps), x.dtype)
+
+    def padded(self, x: tf.Tensor, fill: float, ceil_extra: bool) -> tf.Tensor:
+        """`x` with the node's pads, plus `stride - 1` at each end where ceil_mode's windows are known only at run
+        time (`keep_started` then drops the surplus)."""
+        ends = [e + (s - 1 if ceil_extra else 0) for e, s in zip(self.end, self.strides)]
+        if not any(self.begin) and not any(ends):
+            return x
+        return tf.pad(x, [[0, 0], *zip(self.begin, ends), [0, 0]], constant_values=tf.constant(fill, x.dtype))
+
+    def keep_started(self, y: tf.Tensor) -> tf.Tensor:
+        """ceil_mode over a size known at run time: drop the last window where it would start past the input and
+        its begin padding (ONNX Runtime's and torch's rule): `min(ceil((size + pads - span) / s) + 1,
+        ceil((size + b) / s))` windows."""
+        sizes = tf.shape(self.x)[1:-1]
+        starts = tf.stack([(sizes[i] + b + s - 1) // s for i, (b, s) in enumerate(zip(self.begin, self.strides))])
+        keep = tf.minimum(tf.shape(y)[1:-1], starts)
+        return tf.slice(y, tf.zeros([len(self.kernel) + 2], tf.int32), tf.concat([[-1], keep, [-1]], 0))
 
 
 def runtime_ceil(node: Node, x: tf.Tensor) -> bool:
-    """A ceil_mode MaxPool over a dynamic spatial size: its extra end padding is known only at run time."""
-    return node.op_type == "MaxPool" and bool(node.attrs.get("ceil_mode")) and None in x.shape.as_list()[1:-1]
-
-
-def _ceil_max_pool(x: tf.Tensor, kernel: list[int], strides: list[int], begin: list[int], end: list[int]
-                   ) -> tf.Tensor:
-    """ceil_mode's windows over a size known at run time: `stride - 1` more rows of -inf at the end give every
-    window that ceil rounds up to, and the slice drops the last one where it would start past the input and its
-    begin padding (ONNX Runtime's and torch's rule): `min(ceil((size + pads - span) / s) + 1, ceil((size + b) / s))`."""
-    fill = lowest(x.dtype)
-    padded = tf.pad(x, [[0, 0], *[[b, e + s - 1] for b, e, s in zip(begin, end, strides)], [0, 0]],
-                    constant_values=fill)
-    pool = _POOLS[len(kernel)][0]
-    y = pool(input=padded, ksize=[1, *kernel, 1], strides=[1, *strides, 1], padding="VALID")
-    sizes = tf.shape(x)[1:-1]
-    starts = tf.stack([(sizes[i] + b + s - 1) // s for i, (b, s) in enumerate(zip(begin, strides))])
-    keep = tf.minimum(tf.shape(y)[1:-1], starts)
-    return tf.slice(y, tf.zeros([len(kernel) + 2], tf.int32), tf.concat([[-1], keep, [-1]], 0))
+    """A ceil_mode MaxPool or AveragePool over a dynamic spatial size: its extra end padding is known only at run
+    time."""
+    return node.op_type in ("MaxPool", "AveragePool") and bool(node.attrs.get("ceil_mode")) and \
+        None in x.shape.as_list()[1:-1]
 
 
 def _finish(ctx: EmitContext, node: Node, y: tf.Tensor, n: int) -> None:
@@ -64,45 +101,64 @@ def _finish(ctx: EmitContext, node: Node, y: tf.Tensor, n: int) -> None:
 
 @op("MaxPool")
 def max_pool(ctx: EmitContext, node: Node) -> None:
-    x, kernel, strides, begin, end, n = _prepare(ctx, node)
-    if runtime_ceil(node, x):
-        _finish(ctx, node, _ceil_max_pool(x, kernel, strides, begin, end), n)
+    p = _prepare(ctx, node)
+    ceil = runtime_ceil(node, p.x)
+    if ceil or p.dilated:
+        y = p.windows(p.padded(p.x, lowest(p.x.dtype), ceil), "max")
+        _finish(ctx, node, p.keep_started(y) if ceil else y, p.n)
         return
-    x, padding = padding_mode(x, begin, end, kernel, strides, [1] * len(kernel), fill=lowest(x.dtype))
-    pool = _POOLS[len(kernel)][0]
-    _finish(ctx, node, pool(input=x, ksize=[1, *kernel, 1], strides=[1, *strides, 1], padding=padding), n)
+    x, padding = padding_mode(p.x, p.begin, p.end, p.kernel, p.strides, p.dilations, fill=lowest(p.x.dtype))
+    pool = _POOLS[len(p.kernel)][0]
+    _finish(ctx, node, pool(input=x, ksize=[1, *p.kernel, 1], strides=[1, *p.strides, 1], padding=padding), p.n)
 
 
 @op("AveragePool")
 def average_pool(ctx: EmitContext, node: Node) -> None:
-    x, kernel, strides, begin, end, n = _prepare(ctx, node)
-    pool = _POOLS[len(kernel)][1]
-    ksize, st = [1, *kernel, 1], [1, *strides, 1]
+    p = _prepare(ctx, node)
+    x, n = p.x, p.n
+    pool = _POOLS[len(p.kernel)][1]
+    ksize, st = [1, *p.kernel, 1], [1, *p.strides, 1]
     sizes = x.shape.as_list()[1:-1]
     include = bool(node.attrs.get("count_include_pad"))  # an attribute from AveragePool-7 on
-    if not any(begin) and not any(end):
-        _finish(ctx, node, _avg(pool, x, ksize, st, "VALID"), n)
+    if not any(p.begin) and not any(p.end) and not runtime_ceil(node, x):
+        _finish(ctx, node, p.windows(x, "avg"), n)
         return
-    if not include and None not in sizes and (begin, end) == tuple(map(list, same_pads(sizes, kernel, strides,
-                                                                                         [1] * len(kernel)))):
-        _finish(ctx, node, _avg(pool, x, ksize, st, "SAME"), n)
-        return
-    if None in sizes:
-        raise Decline("padded AveragePool over a dynamic spatial size")
     # The node's own pads, without ceil_mode's extra: read them over the node's n axes, before 1-D's added axis.
-    explicit_end = onnx_pads(node, sizes[-n:], kernel[-n:], strides[-n:], [1] * n)[1]
+    explicit_end = onnx_pads(node, sizes[-n:], p.kernel[-n:], p.strides[-n:], p.dilations[-n:])[1]
     if n == 1:
         explicit_end = [0] + explicit_end
-    counted = np.zeros([s + b + e for s, b, e in zip(sizes, begin, end)], np.float64)
-    lo = [0 if include else b for b in begin]
-    hi = [b + s + (ee if include else 0) for b, s, ee in zip(begin, sizes, explicit_end)]
+    if None in sizes or p.dilated:
+        _finish(ctx, node, _masked_average(node, p, include, explicit_end), n)
+        return
+    if not include and (p.begin, p.end) == tuple(map(list, same_pads(sizes, p.kernel, p.strides, p.dilations))):
+        _finish(ctx, node, _avg(pool, x, ksize, st, "SAME"), n)
+        return
+    counted = np.zeros([s + b + e for s, b, e in zip(sizes, p.begin, p.end)], np.float64)
+    lo = [0 if include else b for b in p.begin]
+    hi = [b + s + (ee if include else 0) for b, s, ee in zip(p.begin, sizes, explicit_end)]
     counted[tuple(slice(a, b) for a, b in zip(lo, hi))] = 1.0
-    windows = np.lib.stride_tricks.sliding_window_view(counted, kernel)[tuple(slice(None, None, s) for s in strides)]
-    count = windows.sum(axis=tuple(range(-len(kernel), 0)))
-    scale = (np.prod(kernel) / count).astype(x.dtype.as_numpy_dtype)[None, ..., None]
-    xp, _ = padding_mode(x, begin, end, kernel, strides, [1] * len(kernel), same_ok=False)
-    y = _avg(pool, xp, ksize, st, "VALID") * tf.constant(scale)
-    _finish(ctx, node, y, n)
+    windows = np.lib.stride_tricks.sliding_window_view(counted, p.kernel)[tuple(slice(None, None, s)
+                                                                                for s in p.strides)]
+    count = windows.sum(axis=tuple(range(-len(p.kernel), 0)))
+    scale = (np.prod(p.kernel) / count).astype(x.dtype.as_numpy_dtype)[None, ..., None]
+    xp, _ = padding_mode(x, p.begin, p.end, p.kernel, p.strides, p.dilations, same_ok=False)
+    _finish(ctx, node, _avg(pool, xp, ksize, st, "VALID") * tf.constant(scale), n)
+
+
+def _masked_average(node: Node, p: _Pool, include: bool, explicit_end: list[int]) -> tf.Tensor:
+    """The window mean of the zero-padded input over the window mean of a one-channel mask that is 1 where ONNX
+    counts a position: the input, and with count_include_pad its explicit pads too, never ceil_mode's overhang."""
+    ceil = runtime_ceil(node, p.x)
+    ones = tf.ones_like(p.x[:1, ..., :1])
+    if include:
+        counted = tf.pad(ones, [[0, 0], *zip(p.begin, explicit_end), [0, 0]], constant_values=1.0)
+        overhang = [e - ee + (s - 1 if ceil else 0) for e, ee, s in zip(p.end, explicit_end, p.strides)]
+        mask = tf.pad(counted, [[0, 0], *[(0, o) for o in overhang], [0, 0]]) if any(overhang) else counted
+    else:
+        mask = p.padded(ones, 0.0, ceil)
+    # a dilated window can fall wholly in the padding: ONNX Runtime gives it 0, as DivNoNan does
+    y = tf.math.divide_no_nan(p.windows(p.padded(p.x, 0.0, ceil), "avg"), p.windows(mask, "avg"))
+    return p.keep_started(y) if ceil else y
 
 
 def _avg(pool, x: tf.Tensor, ksize: list[int], strides: list[int], padding: str) -> tf.Tensor:
@@ -123,11 +179,14 @@ def global_pool(ctx: EmitContext, node: Node) -> None:
 def lp_pool(ctx: EmitContext, node: Node) -> None:
     """(sum of |x|^p over each window)^(1/p): zero padding adds nothing to the sum, so it is a VALID average pool of
     |x|^p over the zero-padded input, times the window size."""
-    x, kernel, strides, begin, end, n = _prepare(ctx, node)
+    pool = _prepare(ctx, node)
+    if pool.dilated:
+        raise Decline("dilated LpPool")
+    x, kernel, strides, n = pool.x, pool.kernel, pool.strides, pool.n
     p = float(node.attrs["p"])
     dt = x.dtype.as_numpy_dtype
     powered = tf.pow(tf.abs(x), tf.constant(dt(p)))
-    xp, _ = padding_mode(powered, begin, end, kernel, strides, [1] * len(kernel), same_ok=False)
+    xp, _ = padding_mode(powered, pool.begin, pool.end, kernel, strides, [1] * len(kernel), same_ok=False)
     total = _avg(_POOLS[len(kernel)][1], xp, [1, *kernel, 1], [1, *strides, 1], "VALID") * \
         tf.constant(dt(np.prod(kernel)))
     _finish(ctx, node, tf.pow(total, tf.constant(dt(1.0 / p))), n)
