@@ -99,13 +99,16 @@ class Stack:
         return {0: "batch", 2: "time", **({3: "freq"} if self.freq_dynamic else {})}
 
     def describe(self) -> str:
-        shape = "[batch, length]" if self.raw else ("[batch, %d, length]" % self.in_ch if self.rank == 1 else
-                                                    "[batch, %d, time, %s]" % (self.in_ch, "freq" if
-                                                                               self.freq_dynamic else self.freq))
+        if self.raw:
+            shape = "[batch, length]"
+        elif self.rank == 1:
+            shape = f"[batch, {self.in_ch}, length]"
+        else:
+            shape = f"[batch, {self.in_ch}, time, {'freq' if self.freq_dynamic else self.freq}]"
         exporter = f"dynamo opset {self.opset}" if self.dynamo else f"torch.onnx legacy opset {self.opset}"
         lines = [f"{self.rank}-D stack, input {shape}, {exporter}, seed {self.seed}, head {self.head}",
-                 f"min sizes (torch rules): {min_sizes(self)}, example extra {self.example_extra}, "
-                 f"check extra {self.check_extra}"]
+                 (f"min sizes (torch rules): {min_sizes(self)}, example extra {self.example_extra}, "
+                  f"check extra {self.check_extra}")]
         lines += [f"  {layer}" for layer in self.layers]
         return "\n".join(lines)
 
@@ -258,11 +261,11 @@ def _modules(case: Stack) -> list[nn.Module]:
 def _randomize_norms(net: nn.Module) -> None:
     """Norm gammas/betas start at 1/0; move them so a bug in either shows in the outputs."""
     for m in net.modules():
-        if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm,
-                          nn.modules.instancenorm._InstanceNorm)):
-            if getattr(m, "weight", None) is not None:
-                m.weight.add_(0.3 * torch.randn_like(m.weight))
-                m.bias.add_(0.3 * torch.randn_like(m.bias))
+        norm = isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm,
+                              nn.modules.instancenorm._InstanceNorm))
+        if norm and getattr(m, "weight", None) is not None:
+            m.weight.add_(0.3 * torch.randn_like(m.weight))
+            m.bias.add_(0.3 * torch.randn_like(m.bias))
 
 
 def example_shape(case: Stack, extra: int | None = None) -> tuple[int, ...]:
@@ -312,7 +315,7 @@ def export(case: Stack, path: str | Path) -> Path:
                 torch.onnx.export(net, (example,), str(path), opset_version=case.opset, dynamo=False,
                                   input_names=[case.input_name], output_names=["output"],
                                   dynamic_axes={case.input_name: axes, "output": {0: "batch"}})
-    except Exception as e:  # noqa: BLE001 - any exporter refusal excludes the case
+    except Exception as e:  # any exporter refusal excludes the case
         raise ExportFailed(f"{type(e).__name__}: {str(e)[:300]}") from e
     model = onnx.load(str(path))
     dims = model.graph.input[0].type.tensor_type.shape.dim

@@ -53,6 +53,42 @@ def test_checker_failure(tmp_path, capsys):
     assert rc == 2 and "checker" in msg
 
 
+def test_output_type_contradicting_its_op_is_the_models_fault(tmp_path, capsys):
+    """NonMaxSuppression returns int64 indices; a model declaring them float is invalid (ORT refuses to load it)."""
+    boxes = helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", 10, 4])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 1, 10])
+    selected = helper.make_tensor_value_info("selected", TensorProto.FLOAT, [None, 3])
+    graph = helper.make_graph([helper.make_node("NonMaxSuppression", ["boxes", "scores", "max"], ["selected"],
+                                                name="nms")], "g", [boxes, scores], [selected],
+                              [numpy_helper.from_array(np.array([5], np.int64), "max")])
+    path = tmp_path / "nms.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    before = path.read_bytes()
+    rc, msg = _convert(capsys, path, tmp_path / "out")
+    assert rc == 2, msg
+    assert "NonMaxSuppression" in msg and "int64 inferred vs float32 declared" in msg
+    assert "graphport bug" not in msg and "Traceback" not in msg
+    assert not (tmp_path / "out").exists() and path.read_bytes() == before
+
+
+def test_a_model_ort_refuses_is_a_user_error():
+    """What the checker lets through and ORT will not load (here an op of an unknown domain) is named as ORT says it,
+    and a missing ORT kernel points to --no-verify."""
+    from graphport.errors import InvalidModel
+    from graphport.runtime.reference import reference_session
+
+    unknown = _tiny([helper.make_node("Foo", ["x"], ["y"], domain="com.example")],
+                    extra_opsets=[helper.make_opsetid("com.example", 1)])
+    with pytest.raises(InvalidModel, match=r"^the model is invalid: ONNX Runtime says .*Foo"):
+        reference_session(unknown.SerializeToString())
+    x = helper.make_tensor_value_info("x", TensorProto.BFLOAT16, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.BFLOAT16, ["batch", 4])
+    no_kernel = helper.make_model(helper.make_graph([helper.make_node("Mod", ["x", "x"], ["y"], fmod=1)], "g", [x],
+                                                    [y]), opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(InvalidModel, match=r"cannot run this model.*Mod.*--no-verify"):
+        reference_session(no_kernel.SerializeToString())
+
+
 def test_unsupported_ops_are_all_listed(tmp_path, capsys):
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok_relu"),
              helper.make_node("Foo", ["a"], ["b"], name="first_custom", domain="com.example"),

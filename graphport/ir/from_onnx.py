@@ -7,6 +7,7 @@ model's folder, and the checker and strict shape inference run before anything e
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,27 @@ def load_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
         raise InvalidModel(f"the model uses opset {opset}; graphport knows opsets up to {MAX_OPSET}.")
     _check_wiring(model.graph)
     try:
-        onnx.checker.check_model(model, full_check=False)
+        # full_check adds strict shape and type inference: a declared type that contradicts its op (a float
+        # NonMaxSuppression output) is the model's fault, and is said here rather than deep inside a pass.
+        onnx.checker.check_model(model, full_check=True)
     except Exception as e:
-        raise InvalidModel(f"the ONNX checker rejects this model: {str(e).strip().splitlines()[0]}") from e
+        raise InvalidModel(f"the ONNX checker rejects this model: {_first_line(e)}") from e
     return model, model.SerializeToString()
+
+
+def _first_line(e: Exception) -> str:
+    """The checker's message without its blank padding lines, element types by name ("(7) vs (1)" is unreadable)."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if lines else type(e).__name__
+    return re.sub(r"\((\d+)\) vs \((\d+)\)",
+                  lambda m: f"{_type_name(int(m[1]))} inferred vs {_type_name(int(m[2]))} declared", text)
+
+
+def _type_name(elem_type: int) -> str:
+    try:
+        return helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, ValueError, TypeError):
+        return f"type {elem_type}"
 
 
 def _check_wiring(graph: onnx.GraphProto) -> None:
@@ -144,7 +162,7 @@ def to_ir(model: onnx.ModelProto) -> Graph:
     try:
         inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as e:
-        raise InvalidModel(f"ONNX shape inference fails on this model: {str(e).strip().splitlines()[0]}") from e
+        raise InvalidModel(f"ONNX shape inference fails on this model: {_first_line(e)}") from e
     g = inferred.graph
     init_names = {t.name for t in g.initializer}
     values: dict[str, Value] = {}
