@@ -35,14 +35,14 @@ def _fits(length: int, attrs: dict, axis: int = 0) -> bool:
 
 
 POOLS_1D = [
-    ("MaxPool", dict(kernel_shape=[3], strides=[2], dilations=[2])),
-    ("MaxPool", dict(kernel_shape=[2], strides=[3], dilations=[2], pads=[1, 1], ceil_mode=1)),
-    ("MaxPool", dict(kernel_shape=[3], strides=[2], ceil_mode=1)),
-    ("AveragePool", dict(kernel_shape=[3], strides=[2], ceil_mode=1)),
-    ("AveragePool", dict(kernel_shape=[3], strides=[2], pads=[1, 1], ceil_mode=1, count_include_pad=1)),
-    ("AveragePool", dict(kernel_shape=[2], strides=[1], dilations=[2], pads=[1, 1])),
-    ("AveragePool", dict(kernel_shape=[3], strides=[3], dilations=[2], pads=[1, 1], count_include_pad=1)),
-    ("AveragePool", dict(kernel_shape=[3], strides=[2], dilations=[2], pads=[1, 1], ceil_mode=1)),
+    ("MaxPool", {"kernel_shape": [3], "strides": [2], "dilations": [2]}),
+    ("MaxPool", {"kernel_shape": [2], "strides": [3], "dilations": [2], "pads": [1, 1], "ceil_mode": 1}),
+    ("MaxPool", {"kernel_shape": [3], "strides": [2], "ceil_mode": 1}),
+    ("AveragePool", {"kernel_shape": [3], "strides": [2], "ceil_mode": 1}),
+    ("AveragePool", {"kernel_shape": [3], "strides": [2], "pads": [1, 1], "ceil_mode": 1, "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [2], "strides": [1], "dilations": [2], "pads": [1, 1]}),
+    ("AveragePool", {"kernel_shape": [3], "strides": [3], "dilations": [2], "pads": [1, 1], "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [3], "strides": [2], "dilations": [2], "pads": [1, 1], "ceil_mode": 1}),
 ]
 
 
@@ -59,8 +59,8 @@ def test_1d_pool_over_a_dynamic_length(tmp_path, capsys, op, attrs):
 
 
 def test_2d_dilated_ceil_average_pool_over_dynamic_time_and_freq(tmp_path, capsys):
-    attrs = dict(kernel_shape=[3, 2], strides=[2, 3], dilations=[1, 2], pads=[1, 0, 0, 1], ceil_mode=1,
-                 count_include_pad=1)
+    attrs = {"kernel_shape": [3, 2], "strides": [2, 3], "dilations": [1, 2], "pads": [1, 0, 0, 1], "ceil_mode": 1,
+                 "count_include_pad": 1}
     path = tmp_path / "pool2d.onnx"
     onnx.save(_model("AveragePool", attrs, ["T", "F"]), path)
     assert main(["convert", str(path), "-o", str(tmp_path / "out")]) == 0, capsys.readouterr().out
@@ -73,7 +73,7 @@ def test_strided_dilated_depthwise_conv_over_a_dynamic_length(tmp_path, capsys):
     """TF's DepthwiseConv2dNative refuses strides > 1 with dilations > 1: the filter is spread instead."""
     rng = np.random.default_rng(2)
     w = numpy_helper.from_array(rng.standard_normal((4, 1, 3)).astype(np.float32), "w")
-    attrs = dict(kernel_shape=[3], strides=[2], dilations=[3], group=4, pads=[2, 1])
+    attrs = {"kernel_shape": [3], "strides": [2], "dilations": [3], "group": 4, "pads": [2, 1]}
     path = tmp_path / "dw.onnx"
     onnx.save(_model("Conv", attrs, ["L"], (w,)), path)
     assert main(["convert", str(path), "-o", str(tmp_path / "out")]) == 0, capsys.readouterr().out
