@@ -65,7 +65,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     _exact('attention_4d_causal_fp16_expanded attention_4d_gqa_with_past_and_present_fp16_expanded'):
         "the expanded body runs MatMul and Softmax in float16: one float16 step (9.8e-4) off the expected output, "
         "against the suite's 1e-3 relative bound; the fused Attention computes in float32 and passes",
-    _exact('lppool_2d_dilations'): "declined: dilated pooling",
     _exact('quantizelinear_int2 quantizelinear_uint2 quantizelinear_float4e2m1 dequantizelinear_int2 '
            'dequantizelinear_uint2 dequantizelinear_float4e2m1'):
         "declined: TF has no dtype or Cast kernel for 2-bit integers or float4",
@@ -75,14 +74,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     _exact('affine_grid_2d_expanded affine_grid_2d_align_corners_expanded affine_grid_3d_expanded '
            'affine_grid_3d_align_corners_expanded'):
         "the expanded body feeds Range a [1]-shaped limit from Split, where graphport's Range takes scalars",
-    _exact('MaxPool1d_stride_padding_dilation MaxPool2d_stride_padding_dilation maxpool_2d_dilations '
-           'maxpool_3d_dilations maxpool_3d_dilations_use_ref_impl maxpool_3d_dilations_use_ref_impl_large '
-           'averagepool_2d_dilations averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False '
-           'averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True '
-           'averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False '
-           'averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True '
-           'averagepool_3d_dilations_small'):
-        "dilated pooling: TF's pool kernels have no dilation (declined, not emulated)",
     _exact('batchnorm_epsilon_training_mode batchnorm_example_training_mode'):
         'BatchNormalization training_mode=1 (batch statistics and running-mean outputs) is declined',
     _exact('maxpool_with_argmax_2d_precomputed_pads maxpool_with_argmax_2d_precomputed_strides'):

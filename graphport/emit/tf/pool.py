@@ -177,19 +177,14 @@ def global_pool(ctx: EmitContext, node: Node) -> None:
 
 @op("LpPool", since=11)
 def lp_pool(ctx: EmitContext, node: Node) -> None:
-    """(sum of |x|^p over each window)^(1/p): zero padding adds nothing to the sum, so it is a VALID average pool of
-    |x|^p over the zero-padded input, times the window size."""
+    """(sum of |x|^p over each window)^(1/p): zero padding adds nothing to the sum, so it is the VALID window mean
+    of |x|^p over the zero-padded input (dilated: over its taps), times the window size."""
     pool = _prepare(ctx, node)
-    if pool.dilated:
-        raise Decline("dilated LpPool")
-    x, kernel, strides, n = pool.x, pool.kernel, pool.strides, pool.n
+    dt = pool.x.dtype.as_numpy_dtype
     p = float(node.attrs["p"])
-    dt = x.dtype.as_numpy_dtype
-    powered = tf.pow(tf.abs(x), tf.constant(dt(p)))
-    xp, _ = padding_mode(powered, pool.begin, pool.end, kernel, strides, [1] * len(kernel), same_ok=False)
-    total = _avg(_POOLS[len(kernel)][1], xp, [1, *kernel, 1], [1, *strides, 1], "VALID") * \
-        tf.constant(dt(np.prod(kernel)))
-    _finish(ctx, node, tf.pow(total, tf.constant(dt(1.0 / p))), n)
+    powered = tf.pow(tf.abs(pool.x), tf.constant(dt(p)))
+    total = pool.windows(pool.padded(powered, 0.0, False), "avg") * tf.constant(dt(np.prod(pool.kernel)))
+    _finish(ctx, node, tf.pow(total, tf.constant(dt(1.0 / p))), pool.n)
 
 
 @op("GlobalLpPool", since=2)
