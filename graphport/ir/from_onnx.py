@@ -49,12 +49,28 @@ def load_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
         raise InvalidModel(f"the model uses opset {opset}; graphport knows opsets up to {MAX_OPSET}.")
     _check_wiring(model.graph)
     try:
-        # full_check adds strict shape and type inference: a declared type that contradicts its op (a float
-        # NonMaxSuppression output) is the model's fault, and is said here rather than deep inside a pass.
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(model, full_check=False)
     except Exception as e:
         raise InvalidModel(f"the ONNX checker rejects this model: {_first_line(e)}") from e
+    _check_strictly(model)
     return model, model.SerializeToString()
+
+
+def _check_strictly(model: onnx.ModelProto) -> None:
+    """The checker's full check (strict type and shape inference): a declared type that contradicts its op (a float
+    NonMaxSuppression output) is the model's fault, and is said here rather than deep inside a pass. Strict
+    inference also fails on some valid models (a function body it cannot expand, as MeanVarianceNormalization's;
+    shapes it propagates wrongly through a MelWeightMatrix), so its verdict stands only when ONNX Runtime refuses the
+    model too."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:
+        from graphport.runtime.reference import reference_session  # ORT is loaded only for a model that fails
+
+        try:
+            reference_session(model.SerializeToString())
+        except InvalidModel as refused:
+            raise InvalidModel(f"the ONNX checker rejects this model: {_first_line(e)} ({refused})") from e
 
 
 def _first_line(e: Exception) -> str:
