@@ -8,6 +8,7 @@ from graphport.emit.tf import (  # noqa: F401
     elementwise,
     indexing,
     linalg,
+    loss,
     norm,
     pad,
     pool,
