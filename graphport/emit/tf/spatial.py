@@ -17,8 +17,8 @@ def onnx_pads(node: Node, sizes: list[int | None], kernel: list[int], strides: l
     n = len(kernel)
     auto = node.attrs["auto_pad"]
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        if any(s is None for s in sizes):
-            raise Decline("auto_pad SAME over a dynamic spatial size")
+        if any(size is None and st != 1 for size, st in zip(sizes, strides)):
+            raise Decline("auto_pad SAME with a stride over a dynamic spatial size")
         begin, end = same_pads(sizes, kernel, strides, dilations)
         return (begin, end) if auto == "SAME_UPPER" else (end, begin)
     pads = [0] * (2 * n) if auto == "VALID" else list(node.attrs.get("pads", [0] * (2 * n)))
@@ -38,11 +38,15 @@ def onnx_pads(node: Node, sizes: list[int | None], kernel: list[int], strides: l
 
 def same_pads(sizes: list[int | None], kernel: list[int], strides: list[int],
               dilations: list[int]) -> tuple[list[int], list[int]]:
-    """What TF's SAME padding adds before and after each spatial axis (the extra pixel goes at the end)."""
+    """What TF's SAME padding adds before and after each spatial axis (the extra pixel goes at the end). At stride 1
+    that is the window's span less one whatever the size, so a dynamic size (None) needs no value there."""
     begin, end = [], []
     for i, size in enumerate(sizes):
         k = (kernel[i] - 1) * dilations[i] + 1
-        total = max((math.ceil(size / strides[i]) - 1) * strides[i] + k - size, 0)
+        if strides[i] == 1:
+            total = k - 1
+        else:
+            total = max((math.ceil(size / strides[i]) - 1) * strides[i] + k - size, 0)
         begin.append(total // 2)
         end.append(total - total // 2)
     return begin, end
