@@ -9,6 +9,8 @@ window fits.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -79,3 +81,23 @@ def test_strided_dilated_depthwise_conv_over_a_dynamic_length(tmp_path, capsys):
     assert main(["convert", str(path), "-o", str(tmp_path / "out")]) == 0, capsys.readouterr().out
     feeds = [{"x": rng.standard_normal((2, 4, n)).astype(np.float32)} for n in range(4, 16)]
     assert_session_equals_ort(path, tmp_path / "out", feeds, atol=1e-4)
+
+
+def test_a_window_after_a_ceil_pool_bounds_the_size(tmp_path, capsys):
+    """A ceil_mode pool whose last window may start in its end padding (end pad + stride > span) keeps a symbolic
+    output size, ceil((L + begin) / stride), so the window after it bounds L: the long dynamic-dim profile found
+    sizing that stopped at the ceil pool and verified where the next window did not fit (exit 1)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, "L"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None, None])
+    nodes = [helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[4], strides=[4], pads=[1, 1], ceil_mode=1,
+                              count_include_pad=1),
+             helper.make_node("MaxPool", ["p"], ["y"], kernel_shape=[3], strides=[2])]
+    path = tmp_path / "ceil_then_pool.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[
+        helper.make_opsetid("", 19)], ir_version=9), path)
+    assert main(["convert", str(path), "-o", str(tmp_path / "out")]) == 0, capsys.readouterr().out
+    sizes = json.loads((tmp_path / "out" / "model.json").read_text())["verified_dim_sizes"]
+    assert min(s["L"] for s in sizes) == 8, sizes  # ceil(9 / 4) = 3 frames: the smallest L the MaxPool fits
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.standard_normal((2, 4, n)).astype(np.float32)} for n in range(8, 30)]
+    assert_session_equals_ort(path, tmp_path / "out", feeds, atol=1e-5)

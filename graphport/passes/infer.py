@@ -171,7 +171,10 @@ def _window_shape(graph: Graph, node: Node) -> list | None:
         elif end + s <= span:  # ceil's last window then always starts inside the input: never dropped
             out.append((room + s - 1) // s + 1)
         else:
-            return None  # whether the last window is dropped depends on the size's remainder
+            # A last window that would start past the input and its begin pads is dropped (ORT's and torch's rule):
+            # min(ceil(room / s) + 1, ceil((d + begin) / s)). Here end + s > span, so the first is never smaller.
+            begin = 0 if auto == "VALID" else pads[i]
+            out.append((d + begin + s - 1) // s)
     return [x[0], channels, *out]
 
 
