@@ -1,7 +1,8 @@
 """ONNX's own backend conformance suite, run against graphport's converted TF graphs.
 
 Only node tests of ops that graphport registers a handler for are included (a test for an unclaimed op would only
-measure the op list), plus the pytorch-converted and pytorch-operator model tests, which exercise older opsets
+measure the op list; a test whose name spells no op, such as a function-expanded body, when every op of its model has
+one), plus the pytorch-converted and pytorch-operator model tests, which exercise older opsets
 (6-9) the way real exported models use them. `real` models need downloads and `simple` ones test sequences and
 strings, so both are left out. Every known failure is listed in EXPECTED_FAILURES with its reason; a test that
 starts passing shows up as an unexpected success, so the list cannot silently go stale.
