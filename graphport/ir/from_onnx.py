@@ -64,7 +64,7 @@ def _check_strictly(model: onnx.ModelProto) -> None:
     model too."""
     try:
         onnx.checker.check_model(model, full_check=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the checker and inference raise several unrelated types
         from graphport.runtime.reference import reference_session  # ORT is loaded only for a model that fails
 
         try:
