@@ -52,11 +52,12 @@ def load_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
         onnx.checker.check_model(model, full_check=False)
     except Exception as e:
         raise InvalidModel(f"the ONNX checker rejects this model: {_first_line(e)}") from e
-    _check_strictly(model)
-    return model, model.SerializeToString()
+    serialized = model.SerializeToString()
+    _check_strictly(model, serialized)
+    return model, serialized
 
 
-def _check_strictly(model: onnx.ModelProto) -> None:
+def _check_strictly(model: onnx.ModelProto, serialized: bytes) -> None:
     """The checker's full check (strict type and shape inference): a declared type that contradicts its op (a float
     NonMaxSuppression output) is the model's fault, and is said here rather than deep inside a pass. Strict
     inference also fails on some valid models (a function body it cannot expand, as MeanVarianceNormalization's;
@@ -68,7 +69,7 @@ def _check_strictly(model: onnx.ModelProto) -> None:
         from graphport.runtime.reference import reference_session  # ORT is loaded only for a model that fails
 
         try:
-            reference_session(model.SerializeToString())
+            reference_session(serialized)
         except InvalidModel as refused:
             raise InvalidModel(f"the ONNX checker rejects this model: {_first_line(e)} ({refused})") from e
 
