@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from graphport.core.version import __version__
 
-_LAZY = {"convert": "graphport.converter", "ConversionReport": "graphport.converter", "GraphportError": "graphport.errors",
-         "InvalidModel": "graphport.errors", "UnsupportedModel": "graphport.errors"}
+_LAZY = {"convert": "graphport.conversion.pipeline", "ConversionReport": "graphport.conversion.pipeline", "GraphportError": "graphport.core.errors",
+         "InvalidModel": "graphport.core.errors", "UnsupportedModel": "graphport.core.errors"}
 
 if TYPE_CHECKING:
-    from graphport.converter import ConversionReport, convert
-    from graphport.errors import GraphportError, InvalidModel, UnsupportedModel
+    from graphport.conversion.pipeline import ConversionReport, convert
+    from graphport.core.errors import GraphportError, InvalidModel, UnsupportedModel
 
 __all__ = ["ConversionReport", "GraphportError", "InvalidModel", "UnsupportedModel", "__version__", "convert"]
 

@@ -81,7 +81,7 @@ def write_doc(tallies: dict[str, Counter], seconds: float) -> None:
     DOC.write_text(f"""# ONNX backend conformance
 
 graphport runs ONNX's own backend test suite (`onnx.backend.test`, onnx {onnx.__version__}, TF {tf.__version__})
-through `graphport.backend`: every test converts its model to a flat TF graph and compares the TF session's
+through `graphport.conversion.onnx_backend`: every test converts its model to a flat TF graph and compares the TF session's
 outputs with ONNX's expected outputs. Node tests are run for the ops graphport registers a converter for; the
 pytorch-converted and pytorch-operator model tests are run in full. `real` (downloaded) and `simple` models are
 not run.

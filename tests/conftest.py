@@ -42,11 +42,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
-def break_emitter(monkeypatch):
-    """Replace the TF emitter of an ONNX op type with a deliberately wrong one, to show that a check catches it."""
-    from graphport.emit.tf import registry
+def break_emitter(request):
+    """Replace the TF emitter of an ONNX op type with a deliberately wrong one, to show that a check catches it
+    (through the registry's public hook; the old emitters come back after the test)."""
+    from graphport.emit.tf.registry import EMITTERS
 
     def apply(op_type: str, handler) -> None:
-        monkeypatch.setitem(registry._HANDLERS, op_type, [(1, handler)])
+        request.addfinalizer(EMITTERS.override(op_type, handler))
 
     return apply

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from graphport.cli import main
-from graphport.example import EXAMPLE
+from graphport.conversion.bundled_example import EXAMPLE
 
 
 def _convert(capsys, model, out):
@@ -74,7 +74,7 @@ def test_output_type_contradicting_its_op_is_the_models_fault(tmp_path, capsys):
 def test_a_model_ort_refuses_is_a_user_error():
     """What the checker lets through and ORT will not load (here an op of an unknown domain) is named as ORT says it,
     and a missing ORT kernel points to --no-verify."""
-    from graphport.errors import InvalidModel
+    from graphport.core.errors import InvalidModel
     from graphport.runtime.reference import reference_session
 
     unknown = _tiny([helper.make_node("Foo", ["x"], ["y"], domain="com.example")],
@@ -146,7 +146,7 @@ def test_existing_output_without_force(tmp_path, capsys):
 def test_cli_prints_no_traceback(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")
-    run = subprocess.run([sys.executable, "-m", "graphport.cli", "convert", str(bad), "-o", str(tmp_path / "o")],
+    run = subprocess.run([sys.executable, "-m", "graphport", "convert", str(bad), "-o", str(tmp_path / "o")],
                          check=False, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert "Traceback" not in run.stdout + run.stderr and "error:" in run.stdout

@@ -17,8 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 from tensorflow.core.framework import graph_pb2
 
 import graphport
+from graphport.core.errors import GraphportError, UnsupportedModel
 from graphport.emit.tf.batchdeps import batch_dependencies
-from graphport.errors import GraphportError, UnsupportedModel
 from graphport.passes import fix_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -185,7 +185,7 @@ def test_resize_modes_match_onnx(tmp_path, name):
         return
     report = graphport.convert(model, tmp_path / "out")
     assert report.ok, report.verification.to_json()
-    from graphport.backend import GraphportBackend
+    from graphport.conversion.onnx_backend import GraphportBackend
 
     if name in ORT_DIFFERS:
         return

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import graphport.cli
-from graphport.cli import bench as bench_cmd
+from graphport.cli import bench_command as bench_cmd
 from graphport.cli import build_parser, main
-from graphport.cli import convert as convert_cmd
-from graphport.errors import CAPIError, EssentiaUnavailable, GraphportError, MissingExtra, require_extra
+from graphport.cli import convert_command as convert_cmd
+from graphport.core.errors import CAPIError, EssentiaUnavailable, GraphportError, MissingExtra, require_extra
 
 EXAMPLE = Path(__file__).parents[1] / "graphport" / "examples" / "example_effnet.onnx"
 MINI = Path(__file__).parent / "data" / "mini_onnxtf_dynamic_savedmodel"
@@ -29,7 +29,7 @@ def test_every_command_is_registered_one_way():
     assert set(commands) == {"convert", "example", "bench", "profile", "doctor", "predict"}
     for name, sub in commands.items():
         run = sub.get_default("run")
-        assert run is getattr(graphport.cli, name).run, name
+        assert run is getattr(graphport.cli, f"{name}_command").run, name
 
 
 def test_every_option_has_help():
@@ -43,7 +43,7 @@ def test_every_option_has_help():
 def test_names_repeated_for_a_fast_parser_match_their_source():
     from graphport.audio import LAST_PATCH_MODES
     from graphport.cli._args import BACKEND_NAMES
-    from graphport.cli.predict import LAST_PATCH_MODES as CLI_LAST_PATCH_MODES
+    from graphport.cli.predict_command import LAST_PATCH_MODES as CLI_LAST_PATCH_MODES
     from graphport.runtime.backends import BACKENDS
 
     assert BACKEND_NAMES == BACKENDS and CLI_LAST_PATCH_MODES == LAST_PATCH_MODES
@@ -54,7 +54,7 @@ def test_help_imports_neither_tensorflow_nor_numpy():
             "print(sorted(m for m in ('tensorflow', 'numpy', 'onnx', 'onnxruntime') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert run.stdout.strip() == "[]"
-    run = subprocess.run([sys.executable, "-m", "graphport.cli", "--help"], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "graphport", "--help"], capture_output=True, text=True,
                          timeout=120, check=False)
     assert run.returncode == 0 and "convert" in run.stdout and "predict" in run.stdout
 
@@ -149,4 +149,4 @@ def test_commands_check_their_extra_first(monkeypatch, capsys, argv, module, ext
 def test_bench_with_no_applicable_backend_is_an_error(capsys):
     assert main(["bench", str(EXAMPLE), "--backends", "capi"]) == 2  # an .onnx file runs on onnxruntime only
     assert "nothing to measure" in capsys.readouterr().out
-    assert bench_cmd.run is graphport.cli.bench.run
+    assert bench_cmd.run is graphport.cli.bench_command.run

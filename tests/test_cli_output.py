@@ -22,7 +22,7 @@ def _graphport(*argv: str) -> subprocess.CompletedProcess:
     """The command as a user runs it, stdout piped; oneDNN forced on so its banner appears on every CPU."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TF_CPP_MIN_LOG_LEVEL")}
     env["TF_ENABLE_ONEDNN_OPTS"] = "1"
-    return subprocess.run([sys.executable, "-m", "graphport.cli", *argv], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "graphport", *argv], capture_output=True, text=True, env=env,
                           timeout=900, check=False)
 
 

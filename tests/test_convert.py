@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import graphport
-from graphport.example import EXAMPLE
+from graphport.conversion.bundled_example import EXAMPLE
 
 DATA = Path(__file__).parent / "data"
 

@@ -61,6 +61,6 @@ def test_external_weights_beside_the_model_convert(tmp_path):
 
 def test_no_traceback_from_the_real_command(tmp_path):
     """The installed entry point prints one paragraph, not a traceback (the in-process tests cover the rest)."""
-    run = subprocess.run([sys.executable, "-m", "graphport.cli", "convert", str(CORPUS / "cyclic.onnx"), "-o",
+    run = subprocess.run([sys.executable, "-m", "graphport", "convert", str(CORPUS / "cyclic.onnx"), "-o",
                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 2 and "Traceback" not in run.stdout + run.stderr and "error:" in run.stdout

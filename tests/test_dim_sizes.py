@@ -17,13 +17,13 @@ from onnx import TensorProto, helper, shape_inference
 
 import graphport
 from graphport.cli import main
-from graphport.dim_sizes import plan_sizes
-from graphport.errors import GraphportError
+from graphport.conversion.dim_sizes import plan_sizes
+from graphport.conversion.verify import input_specs
+from graphport.core.errors import GraphportError
 from graphport.ir.from_onnx import to_ir
 from graphport.ir.size_bounds import Bound, smallest
 from graphport.ir.symbolic import Atom, Sym
 from graphport.passes import optimize
-from graphport.verify import input_specs
 
 RNG = np.random.default_rng(3)
 WINDOWED = {"Conv", "MaxPool", "AveragePool"}
@@ -193,7 +193,7 @@ def test_a_dim_the_graph_bounds_at_no_size_is_named(monkeypatch):
     samples = Sym.atom(Atom("samples", source="x", axis=2))
     impossible = Bound(1 - samples, "Pad_7", "Pad", "dim", frozenset(["samples"]))
     assert smallest("samples", [impossible], {"batch": 1}) == (None, impossible)
-    monkeypatch.setattr("graphport.dim_sizes.bounds", lambda graph: [impossible])
+    monkeypatch.setattr("graphport.conversion.dim_sizes.bounds", lambda graph: [impossible])
     with pytest.raises(GraphportError, match=r"'samples' cannot be sized from the graph.*Pad 'Pad_7'.*--verify-dim"):
         _plan(_raw_wave_model())
 

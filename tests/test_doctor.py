@@ -9,10 +9,10 @@ import tensorflow as tf
 from rich.console import Console
 
 from graphport.cli import build_parser
+from graphport.core.errors import DoctorError, GraphportError
 from graphport.doctor import diagnose, doctor_flags
 from graphport.doctor.fix import flatten, write
-from graphport.doctor.load import DoctorError, load
-from graphport.errors import GraphportError
+from graphport.runtime.tf_model import load
 
 MINI = Path(__file__).parent / "data" / "mini_onnxtf_dynamic_savedmodel"
 EXAMPLE = Path(__file__).parents[1] / "graphport" / "examples" / "example_effnet.onnx"
@@ -134,8 +134,8 @@ def test_fix_needs_an_output_and_refuses_to_overwrite(tmp_path, fixed):
 def test_a_model_that_differs_is_not_written(tmp_path):
     from collections import Counter
 
+    from graphport.core.errors import VerificationFailed
     from graphport.doctor.fix import FixResult
-    from graphport.doctor.load import VerificationFailed
 
     result = FixResult(tf.compat.v1.GraphDef(), {"x": [None, 4]}, ["y"], Counter(), Counter(), {1: 0.0, 64: 2e-5})
     with pytest.raises(VerificationFailed, match="differs") as e:
@@ -193,9 +193,9 @@ def test_unfreezable_or_untrusted_ops_are_named(tmp_path, module, needle):
 
 def test_every_command_reads_a_doctor_fix_folder(fixed):
     """`doctor --fix` writes the model.json schema `convert` writes, so runtime, bench and predict take its folder."""
-    from graphport import model_json
-    from graphport.bench import run_one
+    from graphport.core import model_json
     from graphport.runtime import load as load_session
+    from graphport.tools.benchmark import run_one
 
     meta = model_json.read(fixed)
     assert meta["schema"] == model_json.SCHEMA and meta["producer"] == "graphport doctor --fix"

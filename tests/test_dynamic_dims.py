@@ -24,7 +24,7 @@ from torch_models import calibrate
 
 import graphport
 from graphport.cli import main
-from graphport.errors import GraphportError
+from graphport.core.errors import GraphportError
 from graphport.runtime.essentia_host import artifact_names, ensure_essentia_python, essentia_run
 
 ESSENTIA_LOAD_LIMIT_S = 0.2

@@ -23,12 +23,12 @@ from fuzz.strategies import FAMILIES, onnx_models
 from hypothesis import event, given, reject
 from hypothesis import strategies as st
 
+from graphport.conversion.verify import ONEDNN_SETTINGS, compare
+from graphport.core.errors import UnsupportedModel
 from graphport.emit.tf import build_graph_def
-from graphport.errors import UnsupportedModel
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import optimize
 from graphport.runtime.isolated import IsolatedGraph, onednn_label
-from graphport.verify import ONEDNN_SETTINGS, compare
 
 BATCHES = (1, 3)
 ATOL, RTOL = 1e-4, 1e-3

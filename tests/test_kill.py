@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from graphport.example import EXAMPLE
+from graphport.conversion.bundled_example import EXAMPLE
 
 WHOLE = {"model.pb", "model.json", "saved_model"}
 
@@ -32,7 +32,7 @@ def test_sigkill_leaves_whole_or_nothing(tmp_path, delay, earlier):
         out.mkdir()
         (out / "model.pb").write_bytes(b"an earlier conversion")
         before = _digest(out)
-    proc = subprocess.Popen([sys.executable, "-m", "graphport.cli", "convert", str(EXAMPLE), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "graphport", "convert", str(EXAMPLE), "-o", str(out),
                              "--force", "--batch-sizes", "1,3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)

@@ -19,7 +19,7 @@ import onnx.backend.test
 import onnx.defs
 from onnx.backend.test.loader import load_model_tests
 
-from graphport.backend import GraphportBackend
+from graphport.conversion.onnx_backend import GraphportBackend
 from graphport.emit.tf.registry import supported_ops
 
 # Test-name spellings that neither the snake_case nor the run-together lower-case op name produce.

@@ -19,7 +19,7 @@ from onnx.reference import ReferenceEvaluator
 from torch import nn
 
 import graphport
-from graphport.backend import GraphportBackend
+from graphport.conversion.onnx_backend import GraphportBackend
 from graphport.emit.tf import build_graph_def
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import optimize

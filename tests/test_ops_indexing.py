@@ -19,7 +19,7 @@ from ort_equal import assert_session_equals_ort
 from torch import nn
 
 import graphport
-from graphport.errors import UnsupportedModel
+from graphport.core.errors import UnsupportedModel
 from graphport.runtime import load
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

@@ -27,9 +27,9 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 from onnx.reference import ReferenceEvaluator
 
 import graphport
-from graphport.backend import prepare
+from graphport.conversion.onnx_backend import prepare
+from graphport.conversion.verify import QUANT_STEPS
 from graphport.runtime import load
-from graphport.verify import QUANT_STEPS
 
 EXAMPLE = Path(graphport.__file__).parent / "examples" / "example_effnet.onnx"
 INPUT = "melspectrogram"
@@ -375,7 +375,7 @@ STEPS = QUANT_STEPS
 
 @pytest.fixture(scope="module")
 def converted(quantized, tmp_path_factory) -> dict[str, tuple[graphport.ConversionReport, Path]]:
-    """Zero flags: verification measures quantized outputs in quantization steps (graphport.verify.QUANT_STEPS)."""
+    """Zero flags: verification measures quantized outputs in quantization steps (graphport.conversion.verify.QUANT_STEPS)."""
     root = tmp_path_factory.mktemp("converted")
     return {kind: (graphport.convert(quantized[kind], root / kind, batch_sizes=(1, 3)), root / kind)
             for kind in KINDS}

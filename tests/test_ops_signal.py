@@ -16,8 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 from tensorflow.core.framework import graph_pb2
 
 import graphport
-from graphport.backend import GraphportBackend
-from graphport.errors import UnsupportedModel
+from graphport.conversion.onnx_backend import GraphportBackend
+from graphport.core.errors import UnsupportedModel
 from graphport.runtime import load
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

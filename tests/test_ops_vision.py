@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import graphport
-from graphport.errors import UnsupportedModel
+from graphport.core.errors import UnsupportedModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

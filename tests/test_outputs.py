@@ -8,9 +8,9 @@ import stat
 import pytest
 
 import graphport
-from graphport import model_json
-from graphport.atomic import write_file
-from graphport.example import EXAMPLE
+from graphport.conversion.bundled_example import EXAMPLE
+from graphport.core import model_json
+from graphport.core.atomic import write_file
 from graphport.predict import prepare_model
 
 

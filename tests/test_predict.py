@@ -89,10 +89,10 @@ def test_predictions_equal_essentia(setup, batch):
 def test_onnxruntime_backend_runs_the_onnx_itself(setup, monkeypatch):
     """`--backend onnxruntime` on an .onnx runs it as it is (it used to be converted to a .pb first, which that
     backend then refused), and still gives Essentia's predictions."""
-    import graphport.converter
+    import graphport.conversion.pipeline
 
     root, refs = setup
-    monkeypatch.setattr(graphport.converter, "convert", lambda *a, **k: pytest.fail("converted the .onnx"))
+    monkeypatch.setattr(graphport.conversion.pipeline, "convert", lambda *a, **k: pytest.fail("converted the .onnx"))
     out = root / "out-ort"
     code, text = predict(str(EXAMPLE), str(root / "audio"), "-o", str(out), "--batch", "7", "--backend", "onnxruntime")
     assert code == 0, text

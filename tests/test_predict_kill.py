@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from graphport.example import EXAMPLE
+from graphport.conversion.bundled_example import EXAMPLE
 
 
 def _run(args, env, kill_at_part=None):
     """Run predict; with `kill_at_part`, SIGKILL it as soon as that many per-file parts are on disk (mid-run)."""
-    cmd = [sys.executable, "-m", "graphport.cli", "predict", str(EXAMPLE), *args]
+    cmd = [sys.executable, "-m", "graphport", "predict", str(EXAMPLE), *args]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     if kill_at_part is None:

@@ -121,7 +121,7 @@ def _audio(folder: Path) -> None:
 
 def _graphport(env: dict[str, str], *argv: str, python_flags: tuple[str, ...] = ()) -> subprocess.Popen:
     """`graphport predict ARGV` started in a subprocess, output captured."""
-    return subprocess.Popen([sys.executable, *python_flags, "-m", "graphport.cli", "predict", *argv], env=env,
+    return subprocess.Popen([sys.executable, *python_flags, "-m", "graphport", "predict", *argv], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

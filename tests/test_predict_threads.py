@@ -112,7 +112,7 @@ def test_progress_bar_and_summary_report_the_same_rate(setup, tmp_path):  # noqa
 
 
 def test_finished_run_does_not_probe_the_batch_size(setup, tmp_path, monkeypatch):  # noqa: F811
-    import graphport.batching
+    import graphport.runtime.batch_size
 
     root, _ = setup
     out = tmp_path / "out"
@@ -121,6 +121,6 @@ def test_finished_run_does_not_probe_the_batch_size(setup, tmp_path, monkeypatch
     def no_probe(*args, **kwargs):
         raise AssertionError("--batch auto probed although every file was done")
 
-    monkeypatch.setattr(graphport.batching, "pick_batch_size", no_probe)
+    monkeypatch.setattr(graphport.runtime.batch_size, "pick_batch_size", no_probe)
     code, text = predict(str(EXAMPLE), str(root / "audio"), "-o", str(out), "--batch", "auto")
     assert code == 0 and "2 of 2 files already done" in text and "--batch auto" not in text, text

@@ -22,8 +22,8 @@ from test_ops_quant import _output_step, quantized  # noqa: F401  quantized: the
 from test_ops_signal import RATE, SAMPLES, _export_tagger
 
 import graphport
+from graphport.conversion.verify import QUANT_STEPS
 from graphport.runtime.essentia_host import artifact_names, ensure_essentia_python, essentia_run
-from graphport.verify import QUANT_STEPS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
                                         "ignore::FutureWarning")

@@ -11,8 +11,8 @@ import pytest
 
 import graphport
 from graphport.cli import main
-from graphport.errors import GraphportError
-from graphport.example import EXAMPLE
+from graphport.conversion.bundled_example import EXAMPLE
+from graphport.core.errors import GraphportError
 from graphport.runtime.backends import load
 
 DATA = Path(__file__).parent / "data"
@@ -99,7 +99,7 @@ def test_profile_prints_op_table(out, capsys):
 
 _PICK = """
 import json, sys
-from graphport.batching import pick_batch_size
+from graphport.runtime.batch_size import pick_batch_size
 from graphport.runtime.backends import load
 budget = None if sys.argv[2] == "free" else int(sys.argv[2])
 c = pick_batch_size(load(sys.argv[1], "capi"), budget=budget, max_batch=64, knee_gain=-1.0)
@@ -151,7 +151,7 @@ def test_batch_auto_backs_off_under_a_small_memory_budget(tmp_path):
 
 def test_bench_reports_library_start_up_apart_from_the_load(out):
     """For a bare .pb the capi figure used to include `import tensorflow` (3.2 s): start-up is its own column now."""
-    from graphport.bench import run_one
+    from graphport.tools.benchmark import run_one
 
     row = run_one(out / "model.pb", "capi", [1], 1, 300.0, False)
     assert row["status"] == "ok", row

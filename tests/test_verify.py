@@ -15,12 +15,12 @@ import tensorflow as tf
 from onnx import TensorProto, helper, numpy_helper
 
 import graphport
+from graphport.conversion.verify import compare
 from graphport.emit.tf import build_graph_def
 from graphport.emit.tf.linalg import matmul
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import optimize
 from graphport.runtime.isolated import GraphRunError, IsolatedGraph, KernelCrash
-from graphport.verify import compare
 
 ONEDNN_FIXTURES = sorted((Path(__file__).parent / "regressions").glob("onednn_*.onnx"))
 
@@ -103,9 +103,9 @@ def test_cli_reports_a_crash_in_one_paragraph_and_exits_1(tmp_path):
     code = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
-from graphport.emit.tf import registry
+from graphport.emit.tf.registry import EMITTERS
 from test_verify import _crashing_matmul
-registry._HANDLERS["MatMul"] = [(1, _crashing_matmul)]
+EMITTERS.override("MatMul", _crashing_matmul)
 from graphport.cli import main
 sys.exit(main(["convert", {str(model)!r}, "-o", {str(tmp_path / 'out')!r}, "--batch-sizes", "1,3"]))
 """
@@ -147,8 +147,8 @@ def test_float_order_noise_on_large_outputs_is_not_a_failure(tmp_path, monkeypat
     report = graphport.convert(model, tmp_path / "out", batch_sizes=(1, 3, 64))
     assert report.ok, report.verification
     assert report.verification.batch_invariance > 1e-5
-    monkeypatch.setattr("graphport.verify.SCALE_RTOL", 0.0)
-    monkeypatch.setattr("graphport.verify.NOISE_FACTOR", 0.0)
+    monkeypatch.setattr("graphport.conversion.verify.SCALE_RTOL", 0.0)
+    monkeypatch.setattr("graphport.conversion.verify.NOISE_FACTOR", 0.0)
     strict = graphport.convert(model, tmp_path / "strict", batch_sizes=(1, 3, 64))
     assert not strict.ok, "without the floor this float-order noise fails: the case must carry some"
 

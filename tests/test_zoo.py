@@ -19,7 +19,7 @@ import pytest
 from zoo_models import ZOO, zoo_model
 
 import graphport
-from graphport.errors import UnsupportedModel
+from graphport.core.errors import UnsupportedModel
 from graphport.runtime.essentia_host import artifact_names, ensure_essentia_python, essentia_run
 
 BATCHES = (1, 3, 8)

@@ -14,7 +14,7 @@ import numpy as np
 
 from graphport.audio.frontend import SAMPLE_RATE
 from graphport.audio.resample import essentia_resampler
-from graphport.errors import GraphportError
+from graphport.core.errors import GraphportError
 
 BLOCK_SECONDS = 30.0
 # Subtypes libsndfile reads exactly as int16: 4x cheaper than its float32 conversion (0.05 s vs 0.22 s CPU for 10

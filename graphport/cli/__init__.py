@@ -1,6 +1,6 @@
 """The `graphport` command.
 
-Each command is a module here (convert, example, bench, profile, doctor, predict) with `add_parser(sub)` and
+Each command is a module here (`convert_command`, `example_command`, ...) with `add_parser(sub)` and
 `run(args, console) -> int`; `main` builds the parser from them and owns the error handling, so every command
 ends the same way: a GraphportError prints one paragraph and exits with its code (2 user error, 1 verification or
 run failure), Ctrl-C exits 130, and any other exception is an internal error in one paragraph, exit 1
@@ -19,11 +19,18 @@ from typing import NoReturn
 from rich.console import Console
 from rich.markup import escape
 
-from graphport.cli import bench, convert, doctor, example, predict, profile
+from graphport.cli import (
+    bench_command,
+    convert_command,
+    doctor_command,
+    example_command,
+    predict_command,
+    profile_command,
+)
 from graphport.cli._args import global_options
 from graphport.cli._quiet import quiet_stderr
 
-COMMANDS = (convert, example, bench, profile, doctor, predict)
+COMMANDS = (convert_command, example_command, bench_command, profile_command, doctor_command, predict_command)
 PIPE_WIDTH = 1000  # columns when stdout is not a terminal: tables and paragraphs are never cut or wrapped there
 
 
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None, out: Console | None = None) -> int:
         # TF's own INFO and WARNING lines; workers inherit it and keep their ERROR lines for crash reports.
         # oneDNN is left alone: it is the host's choice, and verification runs both settings.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from graphport.errors import GraphportError
+    from graphport.core.errors import GraphportError
 
     with quiet_stderr(enabled=not args.verbose):
         try:

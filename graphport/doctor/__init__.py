@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from graphport.doctor.analyze import Analysis, analyze
-from graphport.doctor.load import LoadedModel, load
 from graphport.doctor.risk import Risk, predict
+from graphport.runtime.tf_model import LoadedModel, load
 
 __all__ = ["diagnose", "doctor_flags", "fix", "load"]
 
@@ -47,7 +47,7 @@ def fix(path: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False
     Models with file, network or code ops are refused unless `trust` (freezing runs the model's functions).
     """
     from graphport.doctor.fix import flatten, write
-    from graphport.doctor.load import untrusted_ops
+    from graphport.runtime.tf_model import untrusted_ops
     from graphport.runtime.trust import refuse_untrusted
 
     model = load(path, tag=tag, signature=signature)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tensorflow.core.framework import node_def_pb2
 
-from graphport.doctor.load import CALL_OPS, IF_OPS, WHILE_OPS, LoadedModel, called_functions
+from graphport.runtime.tf_model import CALL_OPS, IF_OPS, WHILE_OPS, LoadedModel, called_functions
 
 # op -> indices of inputs whose *value* its shape function requests (EvaluateConstantTensor targets).
 SHAPE_INPUTS: dict[str, tuple[int, ...]] = {

@@ -20,14 +20,14 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.grappler import tf_optimizer
 
-from graphport import model_json
-from graphport.artifacts import py_identifier
-from graphport.atomic import output_lock, replace_dir, staging_dir
+from graphport.core import model_json
+from graphport.core.atomic import output_lock, replace_dir, staging_dir
+from graphport.core.errors import DoctorError, OutputExists, VerificationFailed
 from graphport.doctor.layout import sink_transposes
-from graphport.doctor.load import IF_OPS, UNFREEZABLE_OPS, WHILE_OPS, DoctorError, LoadedModel, VerificationFailed
 from graphport.doctor.rewrite import fold_constants, prune, prune_dead_branches, set_io_names
 from graphport.doctor.saved import save_flat_saved_model
-from graphport.errors import OutputExists
+from graphport.runtime.tf_model import IF_OPS, UNFREEZABLE_OPS, WHILE_OPS, LoadedModel
+from graphport.runtime.tf_saved_model import py_identifier
 
 GRAPPLER_PASSES = ["function", "constfold", "arithmetic", "dependency", "constfold", "arithmetic", "dependency"]
 CONTROL_FLOW_OPS = IF_OPS | WHILE_OPS | {"Switch", "Merge", "Enter", "Exit", "NextIteration", "LoopCond"}

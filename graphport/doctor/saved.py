@@ -1,6 +1,6 @@
 """A TF2 SavedModel around a flat GraphDef, in the form `convert` writes (docs/background.md §1).
 
-The writer lives in graphport/artifacts.py; this adapts doctor's description of a repaired graph (Placeholder op
+The writer lives in graphport/runtime/tf_saved_model.py; this adapts doctor's description of a repaired graph (Placeholder op
 names with their shapes) to the TensorSpecs it takes.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from graphport.artifacts import py_identifier
-from graphport.artifacts import save_flat_saved_model as save_graph_def
+from graphport.runtime.tf_saved_model import py_identifier
+from graphport.runtime.tf_saved_model import save_flat_saved_model as save_graph_def
 
 
 def save_flat_saved_model(gd: graph_pb2.GraphDef, inputs: dict[str, list[int | None]], outputs: list[str],

@@ -76,3 +76,8 @@ def _fresh(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.copy()
     return list(value) if isinstance(value, list) else value
+
+
+def pad_attr(attrs: dict) -> list[int]:
+    """The pads of Pad-1 (`paddings`) or Pad-2 (`pads`), both [begin..., end...] over all axes."""
+    return list(attrs["pads"] if "pads" in attrs else attrs["paddings"])

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-from graphport.errors import InvalidModel
+from graphport.core.errors import InvalidModel
 from graphport.ir.attrs import decode_attrs
 from graphport.ir.graph import Dim, Graph, Node, Value
 
 MAX_OPSET = onnx.defs.onnx_opset_version()  # what the installed onnx (its checker and inference) knows
 
 
-def load_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, bytes]:
-    """Return the validated model with external data loaded, and the original bytes (for hashing and ORT)."""
+def load_model(source: str | os.PathLike | onnx.ModelProto,
+               second_opinion: Callable[[bytes], object] | None = None) -> tuple[onnx.ModelProto, bytes]:
+    """Return the validated model with external data loaded, and the original bytes (for hashing and ORT).
+
+    `second_opinion` loads the serialized model in a reference runtime and raises InvalidModel when it refuses it
+    (the converter passes `runtime.reference.reference_session`; `ir` does not import the runtime). With it, the
+    checker's full check runs too, and its verdict stands when the reference refuses the model as well."""
     if isinstance(source, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(source)
@@ -53,11 +59,12 @@ def load_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
     except Exception as e:
         raise InvalidModel(f"the ONNX checker rejects this model: {_first_line(e)}") from e
     serialized = model.SerializeToString()
-    _check_strictly(model, serialized)
+    if second_opinion is not None:
+        _check_strictly(model, serialized, second_opinion)
     return model, serialized
 
 
-def _check_strictly(model: onnx.ModelProto, serialized: bytes) -> None:
+def _check_strictly(model: onnx.ModelProto, serialized: bytes, second_opinion: Callable[[bytes], object]) -> None:
     """The checker's full check (strict type and shape inference): a declared type that contradicts its op (a float
     NonMaxSuppression output) is the model's fault, and is said here rather than deep inside a pass. Strict
     inference also fails on some valid models (a function body it cannot expand, as MeanVarianceNormalization's;
@@ -66,10 +73,8 @@ def _check_strictly(model: onnx.ModelProto, serialized: bytes) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:  # noqa: BLE001 - the checker and inference raise several unrelated types
-        from graphport.runtime.reference import reference_session  # ORT is loaded only for a model that fails
-
         try:
-            reference_session(serialized)
+            second_opinion(serialized)  # ORT is loaded only for a model that fails
         except InvalidModel as refused:
             raise InvalidModel(f"the ONNX checker rejects this model: {_first_line(e)} ({refused})") from e
 

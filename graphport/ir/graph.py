@@ -50,6 +50,10 @@ class Graph:
     domain_opsets: dict[str, int] = field(default_factory=dict)  # custom domain -> its opset version
     notes: list[str] = field(default_factory=list)  # what conversion wants the user to know (warnings)
 
+    def opset_of(self, node: Node) -> int:
+        """The opset version the model imports for the node's domain."""
+        return self.domain_opsets.get(node.domain, self.opset) if node.domain else self.opset
+
     def value(self, name: str) -> Value:
         if name not in self.values:
             self.values[name] = Value(name)
@@ -101,3 +105,17 @@ class Graph:
         for n in self.nodes:
             counts[n.op_type] = counts.get(n.op_type, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def canonical(graph: Graph, d: object) -> Dim:
+    """A dim as stored: an int, a symbol's name for a bare input dim, a `Sym`, or None."""
+    if isinstance(d, Sym):
+        d = d.simplify()
+        if isinstance(d, Sym) and len(d.terms) == 1:
+            (mono, coef), = d.terms.items()
+            if coef == 1 and len(mono) == 1 and mono[0].name in graph.symbols:
+                return mono[0].name
+        return d
+    if isinstance(d, (int, np.integer)):
+        return int(d)
+    return d if isinstance(d, str) and d in graph.symbols else None

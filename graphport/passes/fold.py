@@ -16,6 +16,7 @@ from onnx.reference import ReferenceEvaluator
 
 from graphport.ir.attrs import constant_of_shape_value, encode_attrs
 from graphport.ir.graph import Graph, Node
+from graphport.ir.op_registry import OpRegistry
 from graphport.ir.symbolic import Relation, Sym, Undecidable, is_symbolic, normalize, relation
 from graphport.passes.infer import refine_shapes
 
@@ -24,15 +25,8 @@ NONDETERMINISTIC = {"RandomUniform", "RandomNormal", "RandomUniformLike", "Rando
                     "Bernoulli", "Dropout"}
 
 Kernel = Callable[[Node, list, int], list]
-KERNELS: dict[str, Kernel] = {}
-
-
-def kernel(*ops: str) -> Callable[[Kernel], Kernel]:
-    def deco(fn: Kernel) -> Kernel:
-        for op in ops:
-            KERNELS[op] = fn
-        return fn
-    return deco
+FOLD_KERNELS: OpRegistry[Kernel] = OpRegistry("fold kernel")  # what ONNX's reference cannot do over symbols
+kernel = FOLD_KERNELS.register
 
 
 def _axes(node: Node, args: list) -> list[int] | None:
@@ -83,20 +77,25 @@ def _squeeze(node, args, opset):
 
 
 @kernel("Slice")
+def _slice_1(node, args, opset):
+    """Slice-1: starts, ends and axes are attributes; no steps."""
+    starts, ends = node.attrs["starts"], node.attrs["ends"]
+    return [_sliced(args[0], starts, ends, node.attrs.get("axes", list(range(len(starts)))), [1] * len(starts))]
+
+
+@kernel("Slice", since=10)
 def _slice(node, args, opset):
-    data = args[0]
-    if opset < 10:
-        starts, ends = node.attrs["starts"], node.attrs["ends"]
-        axes = node.attrs.get("axes", list(range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = [int(v) for v in args[1]], [int(v) for v in args[2]]
-        axes = [int(v) for v in args[3]] if len(args) > 3 and args[3] is not None else list(range(len(starts)))
-        steps = [int(v) for v in args[4]] if len(args) > 4 and args[4] is not None else [1] * len(starts)
+    starts, ends = [int(v) for v in args[1]], [int(v) for v in args[2]]
+    axes = [int(v) for v in args[3]] if len(args) > 3 and args[3] is not None else list(range(len(starts)))
+    steps = [int(v) for v in args[4]] if len(args) > 4 and args[4] is not None else [1] * len(starts)
+    return [_sliced(args[0], starts, ends, axes, steps)]
+
+
+def _sliced(data, starts: list[int], ends: list[int], axes: list[int], steps: list[int]):
     index = [slice(None)] * data.ndim
     for s, e, a, st in zip(starts, ends, axes, steps):
         index[a % data.ndim] = slice(s, None if (st < 0 and e < -data.shape[a]) else e, st)
-    return [data[tuple(index)]]
+    return data[tuple(index)]
 
 
 @kernel("Reshape")
@@ -146,7 +145,7 @@ def _equal(a, b) -> bool:
     return rel is Relation.EQUAL
 
 
-KERNELS.update({
+for _op, _fn in {
     "Add": _elementwise(lambda a, b: a + b),
     "Sub": _elementwise(lambda a, b: a - b),
     "Mul": _elementwise(lambda a, b: a * b),
@@ -158,7 +157,8 @@ KERNELS.update({
     "Max": _elementwise(lambda *a: max(a)),
     "Min": _elementwise(lambda *a: min(a)),
     "Mod": _elementwise(lambda a, b: a % b),
-})
+}.items():
+    kernel(_op)(_fn)
 
 
 @kernel("Where")
@@ -202,7 +202,7 @@ def fold_constants(graph: Graph) -> Graph:
 
 
 def _evaluate(graph: Graph, node: Node, atoms: dict[str, Sym]) -> list | None:
-    if node.domain or node.op_type in NONDETERMINISTIC:
+    if node.domain or node.op_type in NONDETERMINISTIC:  # ONNX's reference evaluates the default domain only
         return None
     if node.op_type == "Constant":
         return [_constant_attr(node)]
@@ -211,9 +211,12 @@ def _evaluate(graph: Graph, node: Node, atoms: dict[str, Sym]) -> list | None:
     args = [graph.const(i) if i else None for i in node.inputs]
     if not node.inputs or any(a is None for i, a in zip(node.inputs, args) if i):
         return None
-    if any(isinstance(a, np.ndarray) and is_symbolic(a) for a in args) or node.op_type in KERNELS:
+    fold = FOLD_KERNELS.lookup(node.op_type, graph.opset)
+    if any(isinstance(a, np.ndarray) and is_symbolic(a) for a in args) or fold is not None:
+        if fold is None:
+            return None
         try:
-            results = KERNELS[node.op_type](node, args, graph.opset)
+            results = fold(node, args, graph.opset)
             if all(r is not None for r in results):
                 return results
         except Undecidable:

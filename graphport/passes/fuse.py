@@ -7,21 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphport.ir.attrs import pad_attr
 from graphport.ir.graph import Graph, Node
+from graphport.ir.op_arithmetic import batchnorm_affine
 
 
 def _single_consumer(graph: Graph, users: dict[str, list[Node]], name: str) -> Node | None:
     nodes = users.get(name, [])
     return nodes[0] if len(nodes) == 1 and name not in graph.outputs else None
-
-
-def batchnorm_affine(scale: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray,
-                     epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inference BatchNorm as `x * factor + shift` per channel, in float64: the one place this arithmetic lives,
-    for the Conv fold here and for the standalone BatchNorm emitter."""
-    scale, beta, mean, var = (np.asarray(p, np.float64) for p in (scale, beta, mean, var))
-    factor = scale / np.sqrt(var + epsilon)
-    return factor, beta - mean * factor
 
 
 def fold_batchnorm_into_conv(graph: Graph) -> Graph:
@@ -77,11 +70,6 @@ def fuse_pad_into_conv(graph: Graph) -> Graph:
         removed.add(id(pad))
     graph.nodes = [n for n in graph.nodes if id(n) not in removed]
     return graph
-
-
-def pad_attr(attrs: dict) -> list[int]:
-    """The pads of Pad-1 (`paddings`) or Pad-2 (`pads`), both [begin..., end...] over all axes."""
-    return list(attrs["pads"] if "pads" in attrs else attrs["paddings"])
 
 
 def _static_pads(graph: Graph, pad: Node) -> list[int] | None:

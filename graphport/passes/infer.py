@@ -16,22 +16,8 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from graphport.ir.attrs import encode_attrs
-from graphport.ir.graph import Dim, Graph, Node
+from graphport.ir.graph import Dim, Graph, Node, canonical
 from graphport.ir.symbolic import Sym, Undecidable
-
-
-def canonical(graph: Graph, d: object) -> Dim:
-    """A dim as stored: an int, a symbol's name for a bare input dim, a `Sym`, or None."""
-    if isinstance(d, Sym):
-        d = d.simplify()
-        if isinstance(d, Sym) and len(d.terms) == 1:
-            (mono, coef), = d.terms.items()
-            if coef == 1 and len(mono) == 1 and mono[0].name in graph.symbols:
-                return mono[0].name
-        return d
-    if isinstance(d, (int, np.integer)):
-        return int(d)
-    return d if isinstance(d, str) and d in graph.symbols else None
 
 
 def refine_shapes(graph: Graph, node: Node) -> None:

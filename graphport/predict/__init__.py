@@ -8,7 +8,7 @@ Results are split back per file and each file is written atomically (temporary n
 last patch is predicted: an interrupted run keeps every finished file, and a rerun skips them (`Outputs.done`).
 
 model.py: the model (conversion cache, fingerprint, input check); files.py: inputs and OUT; local.py: the local
-engine; threads.py: the model / front-end thread budget. The Ray engine is graphport/predict_ray.py.
+engine; threads.py: the model / front-end thread budget. The Ray engine is graphport/predict/ray_engine.py.
 """
 
 from graphport.predict.files import MANIFEST, Item, Outputs, PredictConfig, collect_inputs, estimate_patches

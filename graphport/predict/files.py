@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from graphport.atomic import write_file
 from graphport.audio import AUDIO_EXTENSIONS, SAMPLE_RATE
 from graphport.audio.frontend import HOP_SIZE, frame_count, patch_count
-from graphport.errors import GraphportError
+from graphport.core.atomic import write_file
+from graphport.core.errors import GraphportError
 
 MANIFEST = "graphport-predict.json"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from graphport import model_json
-from graphport.atomic import publish_dir, staging_dir
 from graphport.audio import N_BANDS
-from graphport.errors import GraphportError
+from graphport.core import model_json
+from graphport.core.atomic import publish_dir, staging_dir
+from graphport.core.errors import GraphportError
 
 
 def cache_dir() -> Path:
@@ -47,7 +47,7 @@ def prepare_model(model: str | os.PathLike, log: Callable[[str], None] = print, 
     target = cache_dir() / "converted" / converter_stamp() / file_sha256(p)
     if model_json.is_output_folder(target):
         return target
-    from graphport.converter import convert
+    from graphport.conversion.pipeline import convert
 
     log(f"converting {p.name} (cached in {target})")
     with staging_dir(target) as tmp:

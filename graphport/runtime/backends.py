@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphport.errors import GraphportError
+from graphport.core.errors import GraphportError
 from graphport.runtime.model_info import IOInfo, ModelInfo, resolve
 
 BACKENDS = ("capi", "session", "tf2", "onnxruntime", "essentia")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphport.errors import CAPIError
+from graphport.core.errors import CAPIError
 
 _DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int32): 3, np.dtype(np.uint8): 4,
            np.dtype(np.int16): 5, np.dtype(np.int8): 6, np.dtype(np.int64): 9, np.dtype(np.bool_): 10,

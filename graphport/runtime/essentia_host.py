@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphport.errors import EssentiaUnavailable
+from graphport.core.errors import EssentiaUnavailable
 
 ESSENTIA_REQUIREMENT = "essentia-tensorflow==2.1b6.dev1389"
 ESSENTIA_VERSION = ESSENTIA_REQUIREMENT.split("==")[1]
@@ -159,7 +159,7 @@ def host_op_name(tensor: str) -> str:
 
 def artifact_names(out_dir: str | os.PathLike, artifact: str) -> tuple[Path, str, str]:
     """(model path, input op, output op) a host passes for graphport's `pb` or `saved_model`, read from model.json."""
-    from graphport import model_json
+    from graphport.core import model_json
 
     meta = model_json.read(out_dir)
     inp, out = meta["inputs"][0], meta["outputs"][0]

@@ -39,3 +39,14 @@ def batch_symbols(inputs: Iterable[IOInfo]) -> set[str]:
     """Names of the dims that lead some input: the batch, wherever else they appear."""
     return {spec.shape[0] for spec in inputs if spec.shape and isinstance(spec.shape[0], str)}
 
+
+def feeds_for(inputs: list[IOInfo], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """`seeded_feeds`, refusing a batch size that a fixed-batch model (no input with a dynamic leading dim) rules
+    out. Inputs with fixed dims beside a batched one (a mask, a table) are fed at their own size."""
+    inputs = list(inputs)
+    leading = [spec.shape[0] if spec.shape else None for spec in inputs]
+    if not any(d is None or isinstance(d, str) or d < 0 for d in leading):
+        fixed = next(((spec, d) for spec, d in zip(inputs, leading) if d != batch), None)
+        if fixed is not None:
+            raise ValueError(f"input '{fixed[0].name}' has a fixed batch of {fixed[1]}")
+    return seeded_feeds(inputs, batch, seed)

@@ -28,7 +28,7 @@ import weakref
 
 import numpy as np
 
-from graphport.errors import RunFailed
+from graphport.core.errors import RunFailed
 
 _HEADER = struct.Struct("<Q")
 # stderr lines that say nothing about a crash: TF's info logs and banners, absl's stack-trace frames
@@ -66,7 +66,7 @@ class GraphRunner:
         self.python_session = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from graphport.errors import CAPIError
+        from graphport.core.errors import CAPIError
 
         tensors = {f"{self.inputs[k]}:0": v for k, v in feeds.items()}
         fetches = [f"{self.outputs[o]}:0" for o in self.outputs]

@@ -12,32 +12,8 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
-from graphport.runtime.feeds import seeded_feeds
-from graphport.runtime.model_info import IOInfo
-
-
-def feeds_for(inputs: list[IOInfo], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """`seeded_feeds`, refusing a batch size that a fixed-batch model (no input with a dynamic leading dim) rules
-    out. Inputs with fixed dims beside a batched one (a mask, a table) are fed at their own size."""
-    inputs = list(inputs)
-    leading = [spec.shape[0] if spec.shape else None for spec in inputs]
-    if not any(d is None or isinstance(d, str) or d < 0 for d in leading):
-        fixed = next(((spec, d) for spec, d in zip(inputs, leading) if d != batch), None)
-        if fixed is not None:
-            raise ValueError(f"input '{fixed[0].name}' has a fixed batch of {fixed[1]}")
-    return seeded_feeds(inputs, batch, seed)
-
-
-def timed_runs(session, feeds: dict[str, np.ndarray], repeat: int) -> list[float]:
-    """Wall time of each of `repeat` runs (the caller does any warm-up)."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        session.run(feeds)
-        times.append(time.perf_counter() - t0)
-    return times
+from graphport.runtime.batch_size import pick_batch_size, timed_runs
+from graphport.runtime.feeds import feeds_for
 
 
 def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_budget: int | None = None,
@@ -56,8 +32,6 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_b
     load_s = time.perf_counter() - t0
     choice = None
     if auto:
-        from graphport.batching import pick_batch_size
-
         choice = pick_batch_size(sess, budget=auto_budget)
         batch_sizes = [choice.batch]
     first_batch = batch_sizes[0]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphport import model_json
-from graphport.errors import GraphportError
+from graphport.core import model_json
+from graphport.core.errors import GraphportError
 
 
 @dataclass

@@ -11,7 +11,7 @@ import re
 
 import onnxruntime as ort
 
-from graphport.errors import InvalidModel
+from graphport.core.errors import InvalidModel
 
 
 def reference_session(model: bytes, optimised: bool = True) -> ort.InferenceSession:

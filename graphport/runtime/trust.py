@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graphport.doctor.load import DoctorError, load, untrusted_ops
+from graphport.core.errors import DoctorError
+from graphport.runtime.tf_model import load, untrusted_ops
 
 
 class UntrustedModel(DoctorError):

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
+from graphport.core.errors import UnsupportedModel
 from graphport.emit.tf.compat import legacy_problems, strip_default_attrs
 from graphport.emit.tf.context import EmitContext, tf_name
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import lookup
-from graphport.errors import UnsupportedModel
 from graphport.ir.graph import Graph
 
 
@@ -24,9 +24,8 @@ class Emitted:
 
 def check_supported(graph: Graph) -> None:
     """Fail before emitting anything, naming every node whose op graphport has no handler for."""
-    missing = [(n.op_type if not n.domain else f"{n.domain}.{n.op_type}", n.name,
-                graph.domain_opsets.get(n.domain, graph.opset), "no converter")
-               for n in graph.nodes if n.domain not in ("", "ai.onnx") or lookup(n.op_type, graph.opset) is None]
+    missing = [(n.op_type if not n.domain else f"{n.domain}.{n.op_type}", n.name, graph.opset_of(n), "no converter")
+               for n in graph.nodes if lookup(n.op_type, graph.opset_of(n), n.domain) is None]
     if missing:
         raise UnsupportedModel(missing)
 
@@ -54,7 +53,7 @@ def build_graph_def(graph: Graph) -> Emitted:
                 continue
             try:
                 with g.name_scope(ctx.op_name(node.name) + "/"):
-                    lookup(node.op_type, graph.opset)(ctx, node)
+                    lookup(node.op_type, graph.opset_of(node), node.domain)(ctx, node)
             except Decline as e:
                 declined.append((node.op_type, node.name, graph.opset, str(e)))
         if declined:

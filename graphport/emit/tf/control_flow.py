@@ -65,7 +65,7 @@ def _run(ctx: EmitContext, sub: Graph, feeds: dict[str, tf.Tensor]) -> list[tf.T
         body.set(name, t)
     g = tf.compat.v1.get_default_graph()
     for n in sub.nodes:
-        handler = lookup(n.op_type, sub.opset) if not n.domain else None
+        handler = lookup(n.op_type, sub.opset_of(n), n.domain)
         if handler is None:
             raise Decline(f"node '{n.name}' ({n.op_type}) in its subgraph has no converter")
         try:

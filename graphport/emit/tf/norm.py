@@ -9,7 +9,7 @@ from graphport.emit.tf.context import EmitContext, channels_last
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import op
 from graphport.ir.graph import Node
-from graphport.passes.fuse import batchnorm_affine
+from graphport.ir.op_arithmetic import batchnorm_affine
 
 
 def _channel_vector(v: np.ndarray, rank: int) -> np.ndarray:

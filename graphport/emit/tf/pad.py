@@ -10,8 +10,8 @@ from graphport.emit.tf.context import EmitContext, opt_input
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import op
 from graphport.emit.tf.tensor import runtime_input, runtime_vector
+from graphport.ir.attrs import pad_attr
 from graphport.ir.graph import Node
-from graphport.passes.fuse import pad_attr
 
 
 def _pad_mode(node: Node) -> str:

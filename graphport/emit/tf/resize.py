@@ -21,9 +21,8 @@ from graphport.emit.tf.context import EmitContext, opt_input
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import op
 from graphport.emit.tf.tensor import ir_dim
-from graphport.ir.graph import Node
+from graphport.ir.graph import Node, canonical
 from graphport.ir.symbolic import Sym
-from graphport.passes.infer import canonical
 
 _COORD_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
                 "tf_half_pixel_for_nn")

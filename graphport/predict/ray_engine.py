@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from graphport.audio import N_BANDS, AudioError
-from graphport.errors import GraphportError
+from graphport.core.errors import GraphportError
 from graphport.predict import FileResult, Item, Outputs, PredictConfig, Summary, file_patches
 
 

@@ -39,12 +39,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
     import json
     from pathlib import Path
 
-    from graphport.errors import GraphportError, require_extra
+    from graphport.core.errors import GraphportError, require_extra
 
     if args.report:  # before minutes of measuring, not after
         require_extra("report", "graphport bench --report")
-    from graphport.bench import bench, table
     from graphport.runtime.trust import require_trust
+    from graphport.tools.benchmark import bench, table
 
     onednn = {"on": (True,), "off": (False,), "both": (True, False)}[args.onednn]
     models = [Path(args.model), *map(Path, args.vs)]
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     if args.report:
-        from graphport.report import write_report
+        from graphport.tools.bench_figure import write_report
 
         console.print(f"plots: {write_report(rows, args.report)}")
     return 0 if all(r.get("status") == "ok" or "timed out" in r.get("status", "") for r in rows) else 1

@@ -18,6 +18,7 @@ from graphport.emit.tf import build_graph_def
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import optimize
 from graphport.runtime.isolated import IsolatedGraph
+from graphport.runtime.reference import reference_session
 
 
 class GraphportRep(BackendRep):
@@ -51,7 +52,7 @@ class GraphportBackend(Backend):
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> GraphportRep:
         if not cls.supports_device(device):
             raise RuntimeError(f"graphport runs on CPU only, not on '{device}'")
-        proto, _ = load_model(model)
+        proto, _ = load_model(model, second_opinion=reference_session)
         graph = optimize(to_ir(proto))
         emitted = build_graph_def(graph)
         runner = IsolatedGraph(emitted.graph_def, emitted.inputs, emitted.outputs)

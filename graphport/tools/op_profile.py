@@ -18,7 +18,7 @@ from pathlib import Path
 
 from graphport.runtime.backends import load
 from graphport.runtime.child import run_child
-from graphport.runtime.measure import feeds_for
+from graphport.runtime.feeds import feeds_for
 
 _LABEL = re.compile(r"=\s*([A-Za-z0-9_>]+)\(")
 _GRAPPLER = re.compile(r"meta_optimizer\.cc:\d+\]\s+([^:{]+).*time = ([0-9.]+)ms")
@@ -55,7 +55,7 @@ def profile_inference(path: str, backend: str, batch: int, runs: int) -> list[di
 def load_phases(path: str, backend: str, timeout: float) -> dict:
     """Wall-clock load breakdown in a fresh process, plus Grappler's time from its log."""
     job = json.dumps({"path": path, "backend": backend})
-    res = run_child(["-m", "graphport.profile", job], timeout,
+    res = run_child(["-m", "graphport.tools.op_profile", job], timeout,
                     {"TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_VMODULE": "meta_optimizer=1"})
     if res.value is None:
         return {"error": f"load {res.error}" if res.timed_out else res.error}

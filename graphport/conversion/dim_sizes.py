@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphport.errors import GraphportError
+from graphport.core.errors import GraphportError
 from graphport.ir.graph import Graph
 from graphport.ir.size_bounds import LIMIT, Bound, bounds, smallest, strides
 from graphport.runtime.feeds import batch_symbols, seeded_feeds

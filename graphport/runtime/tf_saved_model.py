@@ -1,12 +1,10 @@
-"""Write the three artifacts: frozen `model.pb`, a callable TF2 `saved_model/`, and `model.json`.
+"""Write a flat GraphDef as a SavedModel: the one writer behind `convert`'s and `doctor --fix`'s `saved_model/`.
 
-The SavedModel's single function imports the frozen GraphDef, so its weights are `Const`s inside the function:
-no variables and no weights as function arguments (the form that loads fast in old C API hosts, docs/background.md §1).
-
-A graph with v1 control flow (a recurrent layer over a dynamic length, a runtime If/Loop/Scan) is saved as a
-TF1 SavedModel instead: the graph itself in the MetaGraph, with a serving signature. Inside a function,
-libtensorflow 2.5 refuses v1 loops ("has inputs from different frames"); as a plain graph it loads them at once.
-TF2 loads it too, through `loaded.signatures["serving_default"]` (a TF1 SavedModel is not callable itself).
+It lives with the TF model reader (tf_model.py) because both the converter and doctor write SavedModels and
+neither may import the other. The SavedModel's single function imports the frozen GraphDef, so its weights are
+`Const`s inside the function: no variables and no weights as function arguments (the form that loads fast in old
+C API hosts, docs/background.md §1). A graph with v1 control flow is saved as a TF1 SavedModel instead (see
+graphport/conversion/artifacts.py for why).
 """
 
 from __future__ import annotations
@@ -18,18 +16,11 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from graphport.emit.tf.build import Emitted
-from graphport.ir.graph import Graph
-
 
 def py_identifier(name: str) -> str:
     """A keyword-argument name for an ONNX input ('input.1' -> 'input_1')."""
     ident = re.sub(r"\W", "_", name)
     return ident if ident and not ident[0].isdigit() else f"x_{ident}"
-
-
-def write_pb(emitted: Emitted, path: Path) -> None:
-    path.write_bytes(emitted.graph_def.SerializeToString())
 
 
 def save_flat_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: list[str], path: Path,
@@ -85,19 +76,3 @@ def _save_v1_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: l
             builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig})
             builder.save()
     return {"inputs": {op: f"{op}:0" for op in inputs}, "outputs": {op: f"{op}:0" for op in outputs}}
-
-
-def write_saved_model(emitted: Emitted, graph: Graph, path: Path) -> dict:
-    """The converter's SavedModel; returns, per ONNX name, the keyword argument or output key and its C API tensor."""
-    specs = {}
-    for name in graph.inputs:
-        v = graph.values[name]
-        shape = None if v.shape is None else [d if isinstance(d, int) else None for d in v.shape]
-        specs[emitted.inputs[name]] = tf.TensorSpec(shape, tf.as_dtype(v.dtype), name=py_identifier(name))
-    keys = [py_identifier(n) for n in graph.outputs]
-    names = save_flat_saved_model(emitted.graph_def, specs, [emitted.outputs[n] for n in graph.outputs], path, keys)
-    return {
-        "inputs": {n: {"argument": py_identifier(n), "tensor": names["inputs"][emitted.inputs[n]]}
-                   for n in graph.inputs},
-        "outputs": {n: {"key": k, "tensor": names["outputs"][emitted.outputs[n]]} for n, k in zip(graph.outputs, keys)},
-    }

@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Predict every input file; see the module doc for exit codes."""
-    from graphport.errors import GraphportError, require_extra
+    from graphport.core.errors import GraphportError, require_extra
 
     if args.patch_hop > args.patch_size:
         raise GraphportError(f"--patch-hop ({args.patch_hop}) must not exceed --patch-size ({args.patch_size}).")
@@ -157,7 +157,7 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
     if batch == "auto" and not todo:
         batch = 1  # nothing left to run: no probe (its runs take seconds), and the size is moot
     elif batch == "auto":
-        from graphport.batching import pick_batch_size
+        from graphport.runtime.batch_size import pick_batch_size
 
         budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
         choice = pick_batch_size(session, budget=budget)
@@ -188,7 +188,7 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
                 summary = run_local(session, todo, outputs, cfg, batch, on_progress, threads.frontend)
             else:
                 session.close()
-                from graphport.predict_ray import run_ray
+                from graphport.predict.ray_engine import run_ray
 
                 summary = run_ray(model, args.backend, todo, outputs, cfg, batch, args.actors, args.ray_address,
                                   names, on_progress)

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from graphport import model_json
+from graphport.core import model_json
 from graphport.runtime.child import run_child
 from graphport.runtime.model_info import resolve
 
@@ -43,7 +43,7 @@ def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeo
 
 def _essentia(path: Path, batch_sizes: list[int], repeat: int, timeout: float) -> dict:
     from graphport.runtime.essentia_host import essentia_run, host_op_name
-    from graphport.runtime.measure import feeds_for
+    from graphport.runtime.feeds import feeds_for
 
     info = resolve(path)
     if len(info.inputs) != 1 or len(info.outputs) != 1:

@@ -32,9 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, console: Console) -> int:
     """0 when every model was profiled, else the worst failure's code: 2 for an unusable model, 1 for a load or
     run that failed. Each failure is a paragraph of its own and the other models are still profiled."""
-    from graphport.errors import GraphportError
-    from graphport.profile import format_rows, load_phases, profile_inference
+    from graphport.core.errors import GraphportError
     from graphport.runtime.model_info import resolve
+    from graphport.tools.op_profile import format_rows, load_phases, profile_inference
 
     models = [args.model, *args.vs]
     for model in models:  # an unreadable model is a user error, told once, before any slow load

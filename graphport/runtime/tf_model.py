@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from graphport.errors import GraphportError
+from graphport.core.errors import DoctorError
 
 CALL_OPS = {"PartitionedCall", "StatefulPartitionedCall"}
 IF_OPS = {"If", "StatelessIf"}
@@ -36,16 +36,6 @@ UNFREEZABLE_OPS = {"HashTableV2": "a hash table is filled at run time by an init
                    "AssignSubVariableOp": "it updates a variable, so the variable is state, not a constant",
                    "QueueDequeueV2": "a queue is run-time state", "IteratorGetNext": "a dataset iterator is "
                    "run-time input"}
-
-
-class DoctorError(GraphportError):
-    """Input doctor cannot read or repair; the message names the op or file and why."""
-
-
-class VerificationFailed(DoctorError):
-    """The fixed model differs from the original; nothing was written (exit 1, like convert)."""
-
-    exit_code = 1
 
 
 @dataclass

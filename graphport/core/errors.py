@@ -32,6 +32,16 @@ class UnsupportedModel(GraphportError):
         super().__init__(f"graphport cannot convert {len(items)} node(s) of this model:\n" + "\n".join(lines))
 
 
+class DoctorError(GraphportError):
+    """A TF model (.pb or SavedModel) that graphport cannot read, or doctor cannot repair; the message names the op or file and why."""
+
+
+class VerificationFailed(DoctorError):
+    """The fixed model differs from the original; nothing was written (exit 1, like convert)."""
+
+    exit_code = 1
+
+
 class OutputExists(GraphportError):
     """The output directory exists and --force was not given."""
 

@@ -13,15 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from graphport import model_json
-from graphport.atomic import output_lock, replace_dir, staging_dir
-from graphport.dim_sizes import DimPlan, plan_sizes
-from graphport.errors import GraphportError, OutputExists
-from graphport.ir.from_onnx import load_model, to_ir
-from graphport.passes import fix_dims, fix_inputs, optimize
-from graphport.runtime.isolated import worker
-from graphport.runtime.tf_python import import_tensorflow
-from graphport.verify import (
+from graphport.conversion.dim_sizes import DimPlan, plan_sizes
+from graphport.conversion.verify import (
     DEFAULT_BATCH_SIZES,
     ONEDNN_SETTINGS,
     VerifyResult,
@@ -30,6 +23,14 @@ from graphport.verify import (
     verification_cases,
     verify,
 )
+from graphport.core import model_json
+from graphport.core.atomic import output_lock, replace_dir, staging_dir
+from graphport.core.errors import GraphportError, OutputExists
+from graphport.ir.from_onnx import load_model, to_ir
+from graphport.passes import fix_dims, fix_inputs, optimize
+from graphport.runtime.isolated import worker
+from graphport.runtime.reference import reference_session
+from graphport.runtime.tf_python import import_tensorflow
 
 
 @dataclass
@@ -89,7 +90,7 @@ class Pins:
 
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
              atol: float, rtol: float, pins: Pins) -> ConversionReport:
-    proto, onnx_bytes = load_model(model)
+    proto, onnx_bytes = load_model(model, second_opinion=reference_session)
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
     if pins.inputs or pins.dims:  # ORT must verify against the same specialised model
         proto = fix_dims(fix_inputs(proto, pins.inputs), pins.dims)
@@ -107,7 +108,7 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
         reference = start_reference(onnx_bytes, graph, cases)  # ORT runs while TF is imported and the graph emitted
     # TensorFlow is imported only now, after the model is read and validated: a bad file is refused at once.
     import_tensorflow()
-    from graphport.artifacts import write_pb, write_saved_model
+    from graphport.conversion.artifacts import write_pb, write_saved_model
     from graphport.emit.tf import build_graph_def
 
     emitted = build_graph_def(graph)

@@ -1,4 +1,5 @@
-"""The op registry resolves `(op_type, since_version)` against onnx.defs and refuses ambiguous registrations."""
+"""The one op registry (emitters and fold kernels) resolves `(domain, op_type, since_version)` against onnx.defs
+and refuses ambiguous registrations."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import pytest
 
 import graphport.emit.tf  # noqa: F401  registers every handler
 from graphport.emit.tf import elementwise, reduce, resize, tensor
-from graphport.emit.tf.registry import RegistryError, lookup, op, since_version
+from graphport.emit.tf.registry import EMITTERS, RegistryError, lookup, op, since_version
+from graphport.ir.op_registry import OpRegistry
+from graphport.passes.fold import FOLD_KERNELS, _slice, _slice_1
 
 
 @pytest.mark.parametrize("op_type, opset, handler", [
@@ -35,3 +38,29 @@ def test_duplicate_and_invented_versions_are_refused():
         op("Softmax", since=13)(reduce.softmax)
     with pytest.raises(RegistryError, match="no ONNX schema"):
         op("Softmax", since=12)(reduce.softmax)
+
+
+def test_fold_kernels_resolve_by_version_through_the_same_registry():
+    assert FOLD_KERNELS.lookup("Slice", 9) is _slice_1 and FOLD_KERNELS.lookup("Slice", 13) is _slice
+    assert FOLD_KERNELS.lookup("Slice", 13, domain="com.example") is None
+    with pytest.raises(RegistryError, match="already"):
+        FOLD_KERNELS.register("Slice", since=10)(_slice)
+
+
+def test_entries_are_keyed_by_domain():
+    table: OpRegistry[str] = OpRegistry("entry")
+    table.register("Gelu", domain="com.microsoft")("custom gelu")
+    table.register("Gelu", since=20)("onnx gelu")
+    assert table.lookup("Gelu", 1, domain="com.microsoft") == "custom gelu"
+    assert table.lookup("Gelu", 20) == "onnx gelu" and table.lookup("Gelu", 20, domain="ai.onnx") == "onnx gelu"
+    assert table.lookup("Gelu", 19) is None  # Gelu is in the default domain from opset 20 on
+    assert table.op_types("com.microsoft") == ["Gelu"] and table.op_types() == ["Gelu"]
+    assert lookup("Relu", 17, domain="com.example") is None  # a custom domain has no emitters
+
+
+def test_override_is_a_public_hook_that_restores():
+    original = lookup("Relu", 17)
+    restore = EMITTERS.override("Relu", "broken")
+    assert lookup("Relu", 17) == "broken"
+    restore()
+    assert lookup("Relu", 17) is original

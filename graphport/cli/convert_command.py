@@ -36,8 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """0 converted and verified, 1 verification failed (OUTDIR left as it was); user errors raise."""
-    from graphport.converter import convert
-    from graphport.errors import OutputExists
+    from graphport.conversion.pipeline import convert
+    from graphport.core.errors import OutputExists
 
     try:
         report = convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def _one_size(items: list[tuple[str, tuple[int, ...]]]) -> dict[str, int]:
     """--fix-dim pins one size per dim."""
-    from graphport.errors import GraphportError
+    from graphport.core.errors import GraphportError
 
     for name, sizes in items:
         if len(sizes) != 1:
@@ -70,7 +70,7 @@ def fixed_inputs(items: list[str]) -> dict:
 
     import numpy as np
 
-    from graphport.errors import GraphportError
+    from graphport.core.errors import GraphportError
 
     fixed = {}
     for item in items:

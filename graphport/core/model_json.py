@@ -17,8 +17,8 @@ import json
 import os
 from pathlib import Path
 
-from graphport.atomic import write_file
-from graphport.errors import GraphportError
+from graphport.core.atomic import write_file
+from graphport.core.errors import GraphportError
 
 SCHEMA = "graphport.model/1"
 FILENAME = "model.json"
@@ -33,7 +33,7 @@ def endpoint(name: str, dtype: str | None, shape: list | None, pb_op: str, saved
 
 def write(folder: str | os.PathLike, producer: str, inputs: list[dict], outputs: list[dict], **extra) -> Path:
     """Write `folder/model.json` atomically, with the schema tag and the producing command first."""
-    from graphport import __version__
+    from graphport.core.version import __version__
 
     meta = {"schema": SCHEMA, "producer": producer, "graphport_version": __version__, "inputs": inputs,
             "outputs": outputs, **extra}

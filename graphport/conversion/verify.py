@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from graphport.dim_sizes import DimPlan
-from graphport.errors import GraphportError
+from graphport.conversion.dim_sizes import DimPlan
+from graphport.core.errors import GraphportError
 from graphport.ir.graph import Graph
 from graphport.runtime.feeds import batch_symbols, seeded_feeds
 from graphport.runtime.isolated import GraphRunError, IsolatedGraph, KernelCrash, onednn_label
@@ -118,7 +118,7 @@ class Cases:
 
 def verification_cases(graph: Graph, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, seed: int = 0,
                        dims: DimPlan | None = None) -> Cases:
-    """Every batch size at the first size set of `dims` (graphport.dim_sizes.plan_sizes), the two smallest batch
+    """Every batch size at the first size set of `dims` (graphport.conversion.dim_sizes.plan_sizes), the two smallest batch
     sizes at each further set."""
     dims = dims or DimPlan()
     specs = input_specs(graph)

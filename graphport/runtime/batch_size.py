@@ -9,10 +9,13 @@ memory. An out-of-memory error halves the step instead of crashing.
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphport.runtime.measure import feeds_for, timed_runs
+import numpy as np
+
+from graphport.runtime.feeds import feeds_for
 
 GIB = 1024**3
 
@@ -38,6 +41,16 @@ class BatchChoice:
         knee = f", knee at {self.knee}" if self.knee else ""
         return (f"batch {self.batch}: {self.peak_bytes / GIB:.2f} GiB peak, {self.patches_per_s:.0f} patches/s"
                 f"{knee} (budget {self.budget_bytes / GIB:.2f} GiB)")
+
+
+def timed_runs(session, feeds: dict[str, np.ndarray], repeat: int) -> list[float]:
+    """Wall time of each of `repeat` runs (the caller does any warm-up)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        session.run(feeds)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def free_memory_bytes() -> int:

@@ -6,7 +6,7 @@ import base64
 import io
 from pathlib import Path
 
-from graphport.errors import require_extra
+from graphport.core.errors import require_extra
 
 require_extra("report", "graphport bench --report")  # one line naming the pip command, not a ModuleNotFoundError
 import matplotlib

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphport.doctor.load import LoadedModel
 from graphport.runtime.child import run_child
 from graphport.runtime.essentia_host import essentia_run, essentia_venv_dir
+from graphport.runtime.tf_model import LoadedModel
 
 _CAPI = """
 import time

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from graphport.converter import ConversionReport, convert
+from graphport.conversion.pipeline import ConversionReport, convert
 from graphport.runtime.backends import load
-from graphport.runtime.measure import timed_runs
+from graphport.runtime.batch_size import timed_runs
 
-EXAMPLE = Path(__file__).parent / "examples" / "example_effnet.onnx"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example_effnet.onnx"
 
 
 def run_example(out_dir: str | Path, batch: int = 64, repeat: int = 5) -> tuple[ConversionReport, dict]:

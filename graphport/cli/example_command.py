@@ -20,8 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """0 when the example converted, verified and ran; 1 when verification failed."""
-    from graphport.cli.convert import print_report
-    from graphport.example import EXAMPLE, run_example
+    from graphport.cli.convert_command import print_report
+    from graphport.conversion.bundled_example import EXAMPLE, run_example
 
     console.print(f"example model: {EXAMPLE.name} (EfficientNet-style, dynamic batch)")
     report, timings = run_example(args.out)

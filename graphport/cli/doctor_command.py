@@ -30,8 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Diagnose, optionally measure and fix; 0 on success, 1 if --fix's verification failed (raised)."""
+    from graphport.core.errors import DoctorError
     from graphport.doctor import diagnose, doctor_flags
-    from graphport.doctor.load import DoctorError, load, untrusted_ops
+    from graphport.runtime.tf_model import load, untrusted_ops
     from graphport.runtime.trust import refuse_untrusted
 
     if args.fix and not args.out:
@@ -47,14 +48,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if risky:
         console.print(f"[yellow]untrusted ops:[/] {', '.join(sorted({op for op, _ in risky}))}")
     if args.measure:
-        from graphport.doctor.measure import measure
+        from graphport.doctor.load_timing import measure
 
         for backend, seconds, note in measure(model, timeout=args.measure_timeout):
             console.print(f"measured load via {backend}: {seconds:.2f} s {note}".rstrip())
     if not args.fix:
         return 0
+    from graphport.core.errors import OutputExists
     from graphport.doctor.fix import flatten, write
-    from graphport.errors import OutputExists
 
     result = flatten(model)
     try:

@@ -1,5 +1,0 @@
-"""`python -m graphport.cli ...`, the same as the `graphport` command."""
-
-from graphport.cli import run
-
-run()
