@@ -1,7 +1,8 @@
 """Fingerprint the emitted graphs (sha256 of each model.pb) of the seed B0 and every zoo model.
 
 Why: a refactor that promises "behaviour unchanged" (issue #24) must show that the converter emits the same bytes
-before and after. Run it on the old tree with `--write before.json`, on the new one with `--compare before.json`;
+before and after. Run it on the old tree with `--write before.json`
+(`PYTHONPATH=<old checkout>` puts that tree's graphport first), on the new one with `--compare before.json`;
 the ONNX exports are cached in `--cache` so that both runs convert the very same files (torch's exporter is not
 byte-stable across processes). Conversion runs without verification: only the emitted graph is compared.
 
@@ -38,6 +39,14 @@ def exports(cache: Path) -> dict[str, Path]:
     return models
 
 
+def _canonical(pb: bytes) -> bytes:
+    """The GraphDef serialized deterministically: protobuf writes map fields (a NodeDef's attrs) in an order that
+    may differ between processes, so the bytes of two writes of one graph can differ."""
+    from tensorflow.core.framework import graph_pb2
+
+    return graph_pb2.GraphDef.FromString(pb).SerializeToString(deterministic=True)
+
+
 def fingerprints(models: dict[str, Path]) -> dict[str, str]:
     import graphport
 
@@ -46,7 +55,7 @@ def fingerprints(models: dict[str, Path]) -> dict[str, str]:
         for name, path in models.items():
             out = Path(tmp) / name
             graphport.convert(path, out, verify_outputs=False)
-            found[name] = hashlib.sha256((out / "model.pb").read_bytes()).hexdigest()
+            found[name] = hashlib.sha256(_canonical((out / "model.pb").read_bytes())).hexdigest()
     return found
 
 

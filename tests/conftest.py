@@ -7,6 +7,7 @@ settings in worker processes whatever it is, and tests that load TF in this proc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("GRAPHPORT_LINT", "1")  # Graph.lint() after every pass, in this process and its children
 
 import pytest
 

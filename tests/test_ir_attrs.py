@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from graphport.ir.attrs import decode_attrs, encode_attrs
+from graphport.ir.attrs import decode_attrs
+from graphport.ir.to_onnx import encode_attrs
 
 
 def test_defaults_follow_the_models_opset():

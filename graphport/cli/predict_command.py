@@ -7,6 +7,7 @@ including a missing `audio` or `ray` extra), 130 interrupted (finished files are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from typing import TYPE_CHECKING
@@ -106,103 +107,68 @@ class _Rate:
 
 
 def _predict(args: argparse.Namespace, console: Console) -> int:
-    import contextlib
-    import threading
     from pathlib import Path
 
-    from graphport.runtime.backends import load, warm_up
+    from graphport.predict.job import PredictRequest, execute, prepare_run
 
-    def preload() -> None:
-        """Loading libtensorflow_cc takes seconds; dlopen releases the GIL, so it overlaps the imports and the input
-        scan below. A failure is left to load(), which makes the same call in the main thread, where it is seen.
-        Not for an .onnx: its conversion imports TF's Python package first, and takes far longer anyway."""
-        with contextlib.suppress(Exception):
-            warm_up("capi")
-
-    loader = threading.Thread(target=preload, daemon=True)
-    if args.backend == "capi" and args.engine == "local" and not str(args.model).lower().endswith(".onnx"):
-        loader.start()
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from graphport.predict import (
-        FileResult,
-        Outputs,
-        PredictConfig,
-        Threads,
-        auto_threads,
-        check_model_input,
-        collect_inputs,
-        estimate_patches,
-        model_fingerprint,
-        pick_outputs,
-        prepare_model,
-        run_local,
-    )
-
-    outputs_wanted = [s.strip() for s in args.outputs.split(",") if s.strip()] if args.outputs else None
-    cfg = PredictConfig(args.patch_size, args.patch_hop, args.last_patch, outputs_wanted, args.format)
-    threads = Threads(*args.threads) if args.threads else auto_threads()
-    items = collect_inputs(args.audio)
-    model = prepare_model(args.model, log=lambda s: console.print(s, highlight=False), backend=args.backend)
-    if loader.ident is not None:
-        loader.join()
-    session = load(model, args.backend, threads.model if args.engine == "local" else None)
-    check_model_input(session, cfg.patch_size)
-    names = pick_outputs(session, cfg.outputs)
-    outputs = Outputs(Path(args.out), cfg, model_fingerprint(session.info.path))
-    todo = [it for it in items if not outputs.done(it.key)]
-    skipped = len(items) - len(todo)
-    batch = args.batch
-    if batch == "auto" and not todo:
-        batch = 1  # nothing left to run: no probe (its runs take seconds), and the size is moot
-    elif batch == "auto":
-        from graphport.runtime.batch_size import pick_batch_size
-
-        budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
-        choice = pick_batch_size(session, budget=budget)
-        batch = choice.batch
-        console.print(f"--batch auto: {choice.explain()}", highlight=False)
+    wanted = [s.strip() for s in args.outputs.split(",") if s.strip()] if args.outputs else None
+    req = PredictRequest(args.model, args.audio, Path(args.out), args.patch_size, args.patch_hop, args.last_patch,
+                         wanted, args.format, args.batch, args.memory_budget, args.engine, args.backend,
+                         args.threads, args.actors, args.ray_address)
+    run = prepare_run(req, log=lambda s: console.print(s, highlight=False))
+    if run.batch_note:
+        console.print(f"--batch auto: {run.batch_note}", highlight=False)
+    skipped = len(run.items) - len(run.todo)
     if skipped:
-        console.print(f"{skipped} of {len(items)} files already done in {args.out}; skipping them")
-
-    total = sum(estimate_patches(it.path, cfg) for it in todo)
-    done_files = [0]
-    with Progress(TextColumn("{task.fields[files]}"), BarColumn(), TextColumn("{task.completed:.0f} patches"),
-                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False,
-                  disable=not todo) as progress:
-        task = progress.add_task("predict", total=total or None, files=f"0/{len(todo)} files", rate="")
-        rate = _Rate()
-
-        def on_progress(n: int, res: FileResult | None) -> None:
-            if res is not None:
-                done_files[0] += 1
-                if res.error:
-                    progress.console.print(f"[yellow]skipped[/] {escape(str(res.item.path))}: {escape(res.error)}",
-                                           highlight=False)
-            rate.patches += n
-            progress.update(task, advance=n, files=f"{done_files[0]}/{len(todo)} files", rate=rate.text())
-
+        console.print(f"{skipped} of {len(run.items)} files already done in {args.out}; skipping them")
+    rate = _Rate()
+    with _progress(console, run, rate) as on_progress:
         try:
-            if args.engine == "local":
-                summary = run_local(session, todo, outputs, cfg, batch, on_progress, threads.frontend)
-            else:
-                session.close()
-                from graphport.predict.ray_engine import run_ray
-
-                summary = run_ray(model, args.backend, todo, outputs, cfg, batch, args.actors, args.ray_address,
-                                  names, on_progress)
+            summary = execute(run, on_progress)
         except KeyboardInterrupt:
-            progress.stop()
-            console.print(f"[red]interrupted[/]: {done_files[0]} finished files are in {args.out}; run the same "
+            on_progress.bar.stop()
+            console.print(f"[red]interrupted[/]: {on_progress.files} finished files are in {args.out}; run the same "
                           "command again to resume.")
             return 130
         rate.stop()
-        progress.update(task, rate=rate.text())  # the bar's last figure is the summary's
-    summary.skipped_done = skipped
-    written = outputs.finalize(items)
-    _print_summary(console, summary, args, written, rate, threads)
+        on_progress.show_rate()  # the bar's last figure is the summary's
+    written = run.outputs.finalize(run.items)
+    _print_summary(console, summary, args, written, rate, run.threads)
     return 1 if summary.failed else 0
+
+
+class _ProgressBar:
+    """The bar's callback for the engine: patches advance it, each finished file counts, a failed one is named."""
+
+    def __init__(self, bar, task, todo: int, rate: _Rate) -> None:
+        self.bar, self.task, self.todo, self.rate, self.files = bar, task, todo, rate, 0
+
+    def __call__(self, n: int, res) -> None:
+        if res is not None:
+            self.files += 1
+            if res.error:
+                self.bar.console.print(f"[yellow]skipped[/] {escape(str(res.item.path))}: {escape(res.error)}",
+                                       highlight=False)
+        self.rate.patches += n
+        self.bar.update(self.task, advance=n, files=f"{self.files}/{self.todo} files", rate=self.rate.text())
+
+    def show_rate(self) -> None:
+        self.bar.update(self.task, rate=self.rate.text())
+
+
+@contextlib.contextmanager
+def _progress(console: Console, run, rate: _Rate):
+    """A progress bar over the patches the files will give (from their headers)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from graphport.predict import estimate_patches
+
+    total = sum(estimate_patches(it.path, run.cfg) for it in run.todo)
+    with Progress(TextColumn("{task.fields[files]}"), BarColumn(), TextColumn("{task.completed:.0f} patches"),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False,
+                  disable=not run.todo) as bar:
+        task = bar.add_task("predict", total=total or None, files=f"0/{len(run.todo)} files", rate="")
+        yield _ProgressBar(bar, task, len(run.todo), rate)
 
 
 def _print_summary(console: Console, s: Summary, args: argparse.Namespace, written: list, rate: _Rate,

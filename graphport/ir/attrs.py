@@ -59,11 +59,6 @@ def decode_attrs(node: onnx.NodeProto, opset: int) -> dict[str, Any]:
     return attrs
 
 
-def encode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Attributes as `onnx.helper.make_node` takes them, to run one IR node through ONNX's own machinery."""
-    return {k: numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v for k, v in attrs.items()}
-
-
 def constant_of_shape_value(attrs: dict[str, Any]) -> np.ndarray:
     """ConstantOfShape's fill value. Its schema gives `value` no default_value; the spec's (a float32 zero) is here,
     once, for folding and emitting alike."""

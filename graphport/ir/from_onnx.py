@@ -208,12 +208,41 @@ def to_ir(model: onnx.ModelProto) -> Graph:
                 graph.symbols.setdefault(sym, (name, axis))
                 dims[axis] = sym
         v.shape = tuple(dims)
-    for i, n in enumerate(g.node):
-        attrs = decode_attrs(n, graph.opset)
-        graph.nodes.append(Node(n.op_type, n.name or f"{n.op_type}_{i}", list(n.input), list(n.output), attrs,
-                                n.domain if n.domain != "ai.onnx" else ""))
+    graph.nodes = [_lift_node(n, i, graph) for i, n in enumerate(g.node)]
     # Symbols that appear on intermediate values but on no graph input cannot be computed at run time.
     for v in values.values():
         if v.shape is not None and v.const is None:
             v.shape = tuple(d if not isinstance(d, str) or d in graph.symbols else None for d in v.shape)
     return graph
+
+
+def _lift_node(n: onnx.NodeProto, index: int, scope: Graph) -> Node:
+    """The one NodeProto -> Node lifting: attributes decoded with schema defaults, bodies (GRAPH and GRAPHS
+    attributes of If, Loop, Scan) lifted into IR graphs here, once, so that nothing downstream reads a GraphProto."""
+    attrs = decode_attrs(n, scope.opset)
+    for key, value in attrs.items():
+        if isinstance(value, onnx.GraphProto):
+            attrs[key] = lift_body(value, scope)
+        elif isinstance(value, list) and value and isinstance(value[0], onnx.GraphProto):
+            attrs[key] = [lift_body(v, scope) for v in value]
+    return Node(n.op_type, n.name or f"{n.op_type}_{index}", list(n.input), list(n.output), attrs,
+                n.domain if n.domain != "ai.onnx" else "")
+
+
+def lift_body(body: onnx.GraphProto, outer: Graph) -> Graph:
+    """A subgraph as an IR graph of its own values (declared inputs, outputs and intermediates, initializers as
+    constants); it reads outer values by name, as ONNX scoping allows. Dims named by no input symbol of the model
+    are unknown."""
+    values: dict[str, Value] = {}
+    for vi in list(body.value_info) + list(body.output) + list(body.input):
+        dtype, shape = value_type(vi)
+        if shape is not None:
+            shape = tuple(d if not isinstance(d, str) or d in outer.symbols else None for d in shape)
+        values[vi.name] = Value(vi.name, dtype, shape)
+    for t in body.initializer:
+        arr = numpy_helper.to_array(t)
+        values[t.name] = Value(t.name, arr.dtype, arr.shape, arr)
+    sub = Graph([], values, [i.name for i in body.input], [o.name for o in body.output], outer.opset,
+                outer.symbols, outer.domain_opsets)
+    sub.nodes = [_lift_node(n, i, sub) for i, n in enumerate(body.node)]
+    return sub

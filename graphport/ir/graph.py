@@ -1,7 +1,8 @@
 """graphport's IR: a flat list of ONNX-semantics nodes over named values (in the spirit of torch.fx's Graph/Node).
 
 Values carry a dtype and a shape made of ints and symbol names; constants are numpy arrays (object arrays with
-`Sym` entries for partially known shape vectors). Passes are plain functions from Graph to Graph.
+`Sym` entries for partially known shape vectors). Passes are plain functions from a Graph to a `PassResult`
+(the graph and whether the pass changed it); `Graph.lint()` checks the wiring after each (as torch.fx's does).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class Node:
     def all_inputs(self) -> list[str]:
         """Explicit inputs, then the outer values its subgraphs read (what dead-code and fusion passes must see)."""
         return self.inputs + self.implicit_inputs
+
+
+class LintError(Exception):
+    """The graph is not well formed: a pass broke it (graphport's bug, never the model's)."""
 
 
 @dataclass
@@ -100,6 +105,23 @@ class Graph:
         names = (name, *(n.outputs[0] for n in chain), last.outputs[0])
         return chain if all(n in self.values and self.values[n].shape is not None for n in names) else None
 
+    def lint(self) -> None:
+        """Raise LintError unless every node reads only values defined before it (graph inputs, constants, earlier
+        outputs; an If/Loop/Scan also the outer values its bodies read), every value is made once, and every graph
+        output is defined."""
+        defined = set(self.inputs) | {k for k, v in self.values.items() if v.const is not None}
+        for node in self.nodes:
+            missing = [i for i in node.all_inputs() if i and i not in defined]
+            if missing:
+                raise LintError(f"node '{node.name}' ({node.op_type}) reads {missing} before anything defines it")
+            twice = [o for o in node.outputs if o and o in defined]
+            if twice:
+                raise LintError(f"node '{node.name}' ({node.op_type}) makes {twice}, which is defined already")
+            defined.update(o for o in node.outputs if o)
+        undefined = [o for o in self.outputs if o not in defined]
+        if undefined:
+            raise LintError(f"graph outputs {undefined} are never defined")
+
     def census(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for n in self.nodes:
@@ -119,3 +141,11 @@ def canonical(graph: Graph, d: object) -> Dim:
     if isinstance(d, (int, np.integer)):
         return int(d)
     return d if isinstance(d, str) and d in graph.symbols else None
+
+
+@dataclass
+class PassResult:
+    """What a pass returns (torch.fx's PassResult): the graph, and whether the pass changed it."""
+
+    graph: Graph
+    modified: bool

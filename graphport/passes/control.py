@@ -10,19 +10,31 @@ becomes TF v1 control flow (`emit/tf/control_flow.py`); `control_flow_notes` nam
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
-from graphport.ir.attrs import decode_attrs
-from graphport.ir.graph import Graph, Node, Value
+from graphport.ir.graph import Graph, Node, PassResult, Value
 from graphport.ir.symbolic import Sym
+from graphport.passes.fold import fold_constants
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
 MAX_UNROLL = 1024  # trip counts above this would make the flat graph too large to load quickly
 
 
-def fold_if(graph: Graph) -> tuple[Graph, int]:
-    """Inline the chosen branch of every `If` whose condition is a constant; returns (graph, how many)."""
+def fold_with_control_flow(graph: Graph) -> PassResult:
+    """Fold constants and shapes, inlining each `If` whose condition folds and unrolling each `Loop` whose trip
+    count does, until nothing changes: an inlined branch may decide a nested If or a Loop's trip count."""
+    modified = fold_constants(graph).modified
+    changed = True
+    while changed:
+        changed = fold_if(graph).modified
+        changed = unroll_loops(graph).modified or changed
+        if changed:
+            fold_constants(graph)
+            modified = True
+    return PassResult(graph, modified)
+
+
+def fold_if(graph: Graph) -> PassResult:
+    """Inline the chosen branch of every `If` whose condition is a constant."""
     nodes: list[Node] = []
     folded = 0
     for node in graph.nodes:
@@ -35,46 +47,59 @@ def fold_if(graph: Graph) -> tuple[Graph, int]:
                              "then" if taken else "else"))
         folded += 1
     graph.nodes = nodes
-    return graph, folded
+    return PassResult(graph, folded > 0)
 
 
-def _inline(graph: Graph, node: Node, branch: onnx.GraphProto, tag: str) -> list[Node]:
+def _inline(graph: Graph, node: Node, branch: Graph, tag: str) -> list[Node]:
     """The branch's nodes with its own names prefixed, its outputs renamed to the If's outputs."""
     prefix = f"{node.name}/{tag}/"
-    produced = {o for n in branch.node for o in n.output if o} | {t.name for t in branch.initializer}
+    consts = _constants(branch)
+    produced = {o for n in branch.nodes for o in n.outputs if o} | consts
     rename = {name: prefix + name for name in produced}
-    for b_out, if_out in zip(branch.output, node.outputs):  # a value made inside the branch takes the If's name
-        if b_out.name in produced and b_out.name not in {t.name for t in branch.initializer}:
-            rename[b_out.name] = if_out
+    for b_out, if_out in zip(branch.outputs, node.outputs):  # a value made inside the branch takes the If's name
+        if b_out in produced and b_out not in consts:
+            rename[b_out] = if_out
     out = _body_nodes(graph, branch, prefix, rename)
-    for b_out, if_out in zip(branch.output, node.outputs):
-        if rename.get(b_out.name) != if_out:  # an outer value or a branch constant passed straight through
-            out.append(Node("Identity", f"{prefix}{if_out}/identity", [rename.get(b_out.name, b_out.name)], [if_out]))
+    for b_out, if_out in zip(branch.outputs, node.outputs):
+        if rename.get(b_out) != if_out:  # an outer value or a branch constant passed straight through
+            out.append(Node("Identity", f"{prefix}{if_out}/identity", [rename.get(b_out, b_out)], [if_out]))
     return out
 
 
-def _body_nodes(graph: Graph, body: onnx.GraphProto, prefix: str, rename: dict[str, str]) -> list[Node]:
-    """IR nodes for a subgraph's nodes, names mapped through `rename`; its initializers become constants."""
-    for t in body.initializer:
-        arr = numpy_helper.to_array(t)
-        graph.values[rename[t.name]] = Value(rename[t.name], arr.dtype, arr.shape, arr)
-    for vi in body.value_info:
-        if vi.name in rename and rename[vi.name] not in graph.values:
-            tt = vi.type.tensor_type
-            dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
-            graph.values[rename[vi.name]] = Value(rename[vi.name], dtype, None)
-    out: list[Node] = []
-    for i, n in enumerate(body.node):
-        attrs = decode_attrs(n, graph.opset)
-        for k, a in attrs.items():
-            if isinstance(a, onnx.GraphProto):
-                attrs[k] = _renamed(a, rename)
-        out.append(Node(n.op_type, prefix + (n.name or f"{n.op_type}_{i}"), [rename.get(x, x) for x in n.input],
-                        [rename.get(x, x) for x in n.output], attrs, n.domain if n.domain != "ai.onnx" else ""))
+def _constants(body: Graph) -> set[str]:
+    """A lifted body's initializers: its values that hold a constant."""
+    return {name for name, v in body.values.items() if v.const is not None}
+
+
+def _body_nodes(graph: Graph, body: Graph, prefix: str, rename: dict[str, str]) -> list[Node]:
+    """Copies of a body's nodes for the enclosing graph, names mapped through `rename`; its constants, and the
+    element types of the intermediates it declares, become values of the enclosing graph."""
+    declared = set(body.inputs) | set(body.outputs)
+    for name, v in body.values.items():
+        if v.const is not None:
+            graph.values[rename[name]] = Value(rename[name], v.const.dtype, v.const.shape, v.const)
+        elif name in rename and name not in declared and rename[name] not in graph.values:
+            graph.values[rename[name]] = Value(rename[name], v.dtype, None)
+    return [Node(n.op_type, prefix + n.name, [rename.get(x, x) for x in n.inputs], [rename.get(x, x) for x in n.outputs],
+                 _renamed_attrs(n.attrs, rename), n.domain) for n in body.nodes]
+
+
+def _renamed_attrs(attrs: dict, rename: dict[str, str]) -> dict:
+    """A node's attributes for a copy of it: lists copied (passes edit attrs per node), nested bodies reading
+    the copy's values by their new names."""
+    out = {}
+    for k, a in attrs.items():
+        if isinstance(a, Graph):
+            a = _renamed(a, rename)
+        elif isinstance(a, list) and a and isinstance(a[0], Graph):
+            a = [_renamed(g, rename) for g in a]
+        elif isinstance(a, list):
+            a = list(a)
+        out[k] = a
     return out
 
 
-def unroll_loops(graph: Graph) -> tuple[Graph, int]:
+def unroll_loops(graph: Graph) -> PassResult:
     """Unroll each `Loop` with a constant trip count whose body passes its condition through unchanged
     (as torch's `for` loops export); scan outputs are stacked with Unsqueeze + Concat."""
     nodes: list[Node] = []
@@ -87,7 +112,7 @@ def unroll_loops(graph: Graph) -> tuple[Graph, int]:
         nodes.extend(_unroll(graph, node, steps))
         done += 1
     graph.nodes = nodes
-    return graph, done
+    return PassResult(graph, done > 0)
 
 
 def _static_trips(graph: Graph, node: Node) -> int | None:
@@ -96,20 +121,20 @@ def _static_trips(graph: Graph, node: Node) -> int | None:
     cond = graph.const(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else np.array(True)
     if trip is None or trip.dtype == object or cond is None or cond.dtype == object or not bool(cond.ravel()[0]):
         return None
-    passthrough = {body.input[1].name}
-    passthrough |= {n.output[0] for n in body.node if n.op_type == "Identity" and n.input[0] in passthrough}
+    passthrough = {body.inputs[1]}
+    passthrough |= {n.outputs[0] for n in body.nodes if n.op_type == "Identity" and n.inputs[0] in passthrough}
     steps = int(np.asarray(trip).ravel()[0])
-    if body.output[0].name not in passthrough or not 0 < steps <= MAX_UNROLL:
+    if body.outputs[0] not in passthrough or not 0 < steps <= MAX_UNROLL:
         return None
     return steps
 
 
 def _unroll(graph: Graph, node: Node, steps: int) -> list[Node]:
     body = node.attrs["body"]
-    n_carried = len(body.input) - 2
+    n_carried = len(body.inputs) - 2
     carried = list(node.inputs[2:2 + n_carried])
-    scans: list[list[str]] = [[] for _ in body.output[1 + n_carried:]]
-    produced = {o for n in body.node for o in n.output if o} | {t.name for t in body.initializer}
+    scans: list[list[str]] = [[] for _ in body.outputs[1 + n_carried:]]
+    produced = {o for n in body.nodes for o in n.outputs if o} | _constants(body)
     true_name = f"{node.name}/cond_true"
     graph.values[true_name] = Value(true_name, np.dtype(bool), (), np.array(True))
     out: list[Node] = []
@@ -118,12 +143,12 @@ def _unroll(graph: Graph, node: Node, steps: int) -> list[Node]:
         it = prefix + "iter_num"
         graph.values[it] = Value(it, np.dtype(np.int64), (), np.array(i, np.int64))
         rename = {name: prefix + name for name in produced}
-        rename.update({body.input[0].name: it, body.input[1].name: true_name})
-        rename.update({b.name: c for b, c in zip(body.input[2:], carried)})
+        rename.update({body.inputs[0]: it, body.inputs[1]: true_name})
+        rename.update(dict(zip(body.inputs[2:], carried)))
         out.extend(_body_nodes(graph, body, prefix, rename))
-        carried = [rename.get(o.name, o.name) for o in body.output[1:1 + n_carried]]
-        for k, o in enumerate(body.output[1 + n_carried:]):
-            scans[k].append(rename.get(o.name, o.name))
+        carried = [rename.get(o, o) for o in body.outputs[1:1 + n_carried]]
+        for k, o in enumerate(body.outputs[1 + n_carried:]):
+            scans[k].append(rename.get(o, o))
     for name, final in zip(node.outputs, carried + [None] * len(scans)):
         if name and final is not None:
             out.append(Node("Identity", f"{node.name}/{name}/identity", [final], [name]))
@@ -142,45 +167,58 @@ def _unroll(graph: Graph, node: Node, steps: int) -> list[Node]:
     return out
 
 
-def _renamed(g: onnx.GraphProto, rename: dict[str, str]) -> onnx.GraphProto:
-    """A nested subgraph reading values of the inlined branch by their new names (ONNX forbids shadowing)."""
-    copy = onnx.GraphProto()
-    copy.CopyFrom(g)
-    for n in copy.node:
-        for i, x in enumerate(n.input):
-            if x in rename:
-                n.input[i] = rename[x]
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                a.g.CopyFrom(_renamed(a.g, rename))
-    for o in copy.output:
-        if o.name in rename and o.name not in {x for n in copy.node for x in n.output}:
-            o.name = rename[o.name]
-    return copy
+def _renamed(g: Graph, rename: dict[str, str]) -> Graph:
+    """A nested body reading values of the inlined branch by their new names (ONNX forbids shadowing)."""
+    produced = {o for n in g.nodes for o in n.outputs}
+    values = dict(g.values)
+    outputs = []
+    for o in g.outputs:
+        if o in rename and o not in produced:  # an outer value passed straight through
+            old = values.pop(o, None) or Value(o)
+            values[rename[o]] = Value(rename[o], old.dtype, old.shape, old.const)
+            o = rename[o]
+        outputs.append(o)
+    nodes = [Node(n.op_type, n.name, [rename.get(x, x) for x in n.inputs], list(n.outputs),
+                  _renamed_attrs(n.attrs, rename), n.domain, list(n.implicit_inputs)) for n in g.nodes]
+    return Graph(nodes, values, list(g.inputs), outputs, g.opset, g.symbols, g.domain_opsets)
 
 
-def mark_implicit_inputs(graph: Graph) -> None:
+def mark_implicit_inputs(graph: Graph) -> PassResult:
     """Record on each `If`/`Loop`/`Scan` left after folding the outer values its subgraphs read, so that dead-code
     elimination and fusion see those uses; the emitter turns such nodes into TF v1 control flow."""
     for node in graph.nodes:
         if node.op_type in CONTROL_FLOW and not node.domain:
             seen: set[str] = set()
-            for g in node.attrs.values():
-                if isinstance(g, onnx.GraphProto):
-                    seen.update(_free_names(g))
+            for body in bodies(node):
+                seen.update(_free_names(body))
             node.implicit_inputs = sorted(n for n in seen if n)
+    return PassResult(graph, False)  # records uses; the graph computes the same
 
 
-def _free_names(g: onnx.GraphProto) -> set[str]:
+def bodies(node: Node) -> list[Graph]:
+    """The node's subgraphs (then/else branches, a loop or scan body), in attribute order."""
+    found: list[Graph] = []
+    for a in node.attrs.values():
+        found.extend([a] if isinstance(a, Graph) else [g for g in a if isinstance(g, Graph)]
+                     if isinstance(a, list) else [])
+    return found
+
+
+def _free_names(g: Graph) -> set[str]:
     """Names `g` (or a subgraph nested in it) reads without defining them: values of the enclosing scopes."""
-    defined = {i.name for i in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
-    used = {o.name for o in g.output}
-    for n in g.node:
-        used.update(n.input)
-        for a in n.attribute:
-            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                used |= _free_names(sub)
+    defined = set(g.inputs) | _constants(g) | {o for n in g.nodes for o in n.outputs}
+    used = set(g.outputs)
+    for n in g.nodes:
+        used.update(n.inputs)
+        for body in bodies(n):
+            used |= _free_names(body)
     return used - defined
+
+
+def note_control_flow(graph: Graph) -> PassResult:
+    """Put `control_flow_notes` into the graph's notes (the warnings `convert` prints)."""
+    graph.notes = control_flow_notes(graph)
+    return PassResult(graph, False)
 
 
 def control_flow_notes(graph: Graph) -> list[str]:

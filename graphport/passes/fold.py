@@ -14,10 +14,11 @@ import numpy as np
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
-from graphport.ir.attrs import constant_of_shape_value, encode_attrs
-from graphport.ir.graph import Graph, Node
+from graphport.ir.attrs import constant_of_shape_value
+from graphport.ir.graph import Graph, Node, PassResult
 from graphport.ir.op_registry import OpRegistry
 from graphport.ir.symbolic import Relation, Sym, Undecidable, is_symbolic, normalize, relation
+from graphport.ir.to_onnx import encode_attrs
 from graphport.passes.infer import refine_shapes
 
 MAX_FOLDED_ELEMENTS = 1 << 22
@@ -177,7 +178,7 @@ def _constant_of_shape(node, args, opset):
     return [np.full([int(v) for v in args[0]], value.ravel()[0], dtype=value.dtype)]
 
 
-def fold_constants(graph: Graph) -> Graph:
+def fold_constants(graph: Graph) -> PassResult:
     """Evaluate every node whose result is known at conversion time; return the graph without them."""
     atoms = graph.sym_atoms()
     kept = []
@@ -197,8 +198,9 @@ def fold_constants(graph: Graph) -> Graph:
             if v.dtype is None:
                 v.dtype = v.const.dtype if v.const.dtype != object else np.dtype(np.int64)
             v.shape = v.const.shape
+    modified = len(kept) != len(graph.nodes)
     graph.nodes = kept
-    return graph
+    return PassResult(graph, modified)
 
 
 def _evaluate(graph: Graph, node: Node, atoms: dict[str, Sym]) -> list | None:

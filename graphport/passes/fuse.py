@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphport.ir.attrs import pad_attr
-from graphport.ir.graph import Graph, Node
+from graphport.ir.graph import Graph, Node, PassResult
 from graphport.ir.op_arithmetic import batchnorm_affine
 
 
@@ -17,7 +17,7 @@ def _single_consumer(graph: Graph, users: dict[str, list[Node]], name: str) -> N
     return nodes[0] if len(nodes) == 1 and name not in graph.outputs else None
 
 
-def fold_batchnorm_into_conv(graph: Graph) -> Graph:
+def fold_batchnorm_into_conv(graph: Graph) -> PassResult:
     users, producers = graph.consumers(), graph.producers()
     removed: set[int] = set()
     for bn in graph.nodes:
@@ -43,10 +43,10 @@ def fold_batchnorm_into_conv(graph: Graph) -> Graph:
         conv.outputs = list(bn.outputs)
         removed.add(id(bn))
     graph.nodes = [n for n in graph.nodes if id(n) not in removed]
-    return graph
+    return PassResult(graph, bool(removed))
 
 
-def fuse_pad_into_conv(graph: Graph) -> Graph:
+def fuse_pad_into_conv(graph: Graph) -> PassResult:
     """A zero constant Pad over spatial axes only, feeding one Conv, becomes part of the Conv's own pads."""
     users = graph.consumers()
     removed: set[int] = set()
@@ -69,7 +69,7 @@ def fuse_pad_into_conv(graph: Graph) -> Graph:
         conv.inputs[0] = pad.inputs[0]
         removed.add(id(pad))
     graph.nodes = [n for n in graph.nodes if id(n) not in removed]
-    return graph
+    return PassResult(graph, bool(removed))
 
 
 def _static_pads(graph: Graph, pad: Node) -> list[int] | None:

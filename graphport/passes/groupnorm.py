@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from graphport.ir.attrs import schema_defaults
-from graphport.ir.graph import Graph, Node
+from graphport.ir.graph import Graph, Node, PassResult
 
 
-def group_norm_over_split_channels(graph: Graph) -> Graph:
+def group_norm_over_split_channels(graph: Graph) -> PassResult:
     """Rewrite `Reshape(x, [N, G, -1]) -> InstanceNormalization(scale, bias) -> Reshape(to x's shape)` over x of
     rank >= 3 with static channels and spatial sizes into the same arithmetic on x split to [N, G, C/G, *spatial]:
     mean and variance over the axes after G, then the per-group scale and bias. The last Reshape keeps its target."""
@@ -32,7 +32,7 @@ def group_norm_over_split_channels(graph: Graph) -> Graph:
             node.inputs = [f"{norm.name}/grouped/y", *node.inputs[1:]]
         out.append(node)
     graph.nodes = [n for n in out if id(n) not in removed]
-    return graph
+    return PassResult(graph, bool(removed))
 
 
 def _match(graph: Graph, users: dict[str, list[Node]], producers: dict[str, Node],

@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-from graphport.ir.attrs import encode_attrs
 from graphport.ir.graph import Dim, Graph, Node, canonical
 from graphport.ir.symbolic import Sym, Undecidable
+from graphport.ir.to_onnx import encode_attrs
 
 
 def refine_shapes(graph: Graph, node: Node) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphport.ir.graph import Graph, Node
+from graphport.ir.graph import Graph, Node, PassResult
 
 
-def channel_shuffle_to_gather(graph: Graph) -> Graph:
+def channel_shuffle_to_gather(graph: Graph) -> PassResult:
     """Rewrite `Reshape(x) -> Transpose(swap of the two split dims) -> Reshape(back to x's shape)` into
     `Gather(x, perm, axis)`; exact (a pure permutation), and only where the intermediates have one consumer."""
     users, producers = graph.consumers(), graph.producers()
@@ -34,7 +34,7 @@ def channel_shuffle_to_gather(graph: Graph) -> Graph:
         last.op_type, last.inputs, last.attrs = "Gather", [first.inputs[0], name], {"axis": axis}
         removed.update((id(first), id(trans)))
     graph.nodes = [n for n in graph.nodes if id(n) not in removed]
-    return graph
+    return PassResult(graph, bool(removed))
 
 
 def _chain(graph: Graph, users: dict[str, list[Node]], producers: dict[str, Node],

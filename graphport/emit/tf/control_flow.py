@@ -6,7 +6,7 @@ stay flat. What reaches this module must decide at run time, so it becomes TF's 
 TensorArray). These are plain graph nodes, no functions, all in libtensorflow 2.5's registry, and old C API hosts
 load them at once (the recurrent layers' dynamic-length loop is built the same way, `recurrent.v1_control_flow`).
 
-A body is lifted into its own IR graph, folded like the main graph, and emitted by the ordinary handlers in a child
+A body arrives as an IR graph folded by passes/bodies.py and is emitted by the ordinary handlers in a child
 context that sees every value emitted so far: an outer value the body reads is captured by TF (Switch or Enter)
 where it is used. Values cross the body boundary in the ONNX layout, so whatever layout a body keeps inside, its
 inputs and outputs mean what ONNX says.
@@ -14,48 +14,13 @@ inputs and outputs mean what ONNX says.
 
 from __future__ import annotations
 
-import onnx
 import tensorflow as tf
 
 from graphport.emit.tf.context import EmitContext, opt_input
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.recurrent import v1_control_flow
 from graphport.emit.tf.registry import lookup, op
-from graphport.ir.attrs import decode_attrs
-from graphport.ir.from_onnx import value_type
-from graphport.ir.graph import Graph, Node, Value
-from graphport.passes.control import fold_if, unroll_loops
-from graphport.passes.fold import fold_constants
-
-
-def _subgraph(ctx: EmitContext, node: Node, body: onnx.GraphProto, tag: str,
-              shapes: dict[str, tuple | None] | None = None) -> Graph:
-    """`body` as an IR graph over the outer graph's values, folded; `shapes` overrides declared input shapes (loop
-    state whose shape may change between iterations). Node names are prefixed with the owner's name and `tag`."""
-    outer = ctx.graph
-    values = dict(outer.values)  # body names never shadow outer ones (ONNX forbids it), so sharing is safe
-    for vi in list(body.value_info) + list(body.output) + list(body.input):
-        dtype, shape = value_type(vi)
-        if shape is not None:
-            shape = tuple(d if not isinstance(d, str) or d in outer.symbols else None for d in shape)
-        values[vi.name] = Value(vi.name, dtype, (shapes or {}).get(vi.name, shape))
-    for t in body.initializer:
-        arr = onnx.numpy_helper.to_array(t)
-        values[t.name] = Value(t.name, arr.dtype, arr.shape, arr)
-    nodes = [Node(n.op_type, f"{node.name}/{tag}/{n.name or f'{n.op_type}_{i}'}", list(n.input), list(n.output),
-                  decode_attrs(n, outer.opset), n.domain if n.domain != "ai.onnx" else "")
-             for i, n in enumerate(body.node)]
-    sub = Graph(nodes, values, [i.name for i in body.input], [o.name for o in body.output], outer.opset,
-                outer.symbols, outer.domain_opsets)
-    sub = fold_constants(sub)
-    changed = 1
-    while changed:  # a nested If or Loop that folds here is inlined as in the main graph
-        sub, changed = fold_if(sub)
-        sub, unrolled = unroll_loops(sub)
-        changed += unrolled
-        if changed:
-            sub = fold_constants(sub)
-    return sub
+from graphport.ir.graph import Dim, Graph, Node
 
 
 def _run(ctx: EmitContext, sub: Graph, feeds: dict[str, tf.Tensor]) -> list[tf.Tensor]:
@@ -90,14 +55,13 @@ def _scalar(t: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return tf.reshape(t if t.dtype == dtype else tf.cast(t, dtype), [])
 
 
-def _invariant(init: tf.Tensor, declared: list[onnx.ValueInfoProto]) -> tf.TensorShape:
-    """The shape a loop-state value keeps over all iterations: its initial static dims where the body's declared
-    input and output agree on them, unknown elsewhere (a state that grows, or one ONNX could not infer)."""
+def _invariant(init: tf.Tensor, declared: list[tuple[Dim, ...] | None]) -> tf.TensorShape:
+    """The shape a loop-state value keeps over all iterations: its initial static dims where the body's input and
+    output agree on them (passes/bodies.py gave the body's input that shape already), unknown elsewhere."""
     dims = init.shape.as_list() if init.shape.rank is not None else None
     if dims is None:
         return tf.TensorShape(None)
-    for vi in declared:
-        _, shape = value_type(vi)
+    for shape in declared:
         if shape is None or len(shape) != len(dims):
             shape = (None,) * len(dims)
         dims = [d if isinstance(s, int) and s == d else None for d, s in zip(dims, shape)]
@@ -114,8 +78,8 @@ def _pinned(outs: list[tf.Tensor], invariants: list[tf.TensorShape]) -> list[tf.
     return outs
 
 
-def _state_shapes(inputs: list[onnx.ValueInfoProto], invariants: list[tf.TensorShape]) -> dict[str, tuple | None]:
-    return {vi.name: None if inv.rank is None else tuple(inv.as_list()) for vi, inv in zip(inputs, invariants)}
+def _shapes(body: Graph, names: list[str]) -> list[tuple[Dim, ...] | None]:
+    return [body.values[n].shape if n in body.values else None for n in names]
 
 
 def _scan_buffers(sub: Graph, names: list[str]) -> list[tf.TensorArray]:
@@ -146,8 +110,7 @@ def if_(ctx: EmitContext, node: Node) -> None:
     """A runtime condition: `tf.cond` in v1 form, each branch emitted inside its own cond context, so the
     untaken branch never runs. Branch outputs may differ in shape (ONNX allows it); Merge keeps what they share."""
     pred = _scalar(ctx.onnx_order(node.inputs[0]), tf.bool)
-    then = _subgraph(ctx, node, node.attrs["then_branch"], "then")
-    other = _subgraph(ctx, node, node.attrs["else_branch"], "else")
+    then, other = node.attrs["then_branch"], node.attrs["else_branch"]
     with v1_control_flow():
         outs = tf.compat.v1.cond(pred, lambda: _run(ctx, then, {}), lambda: _run(ctx, other, {}), strict=True)
     _set_results(ctx, node, outs)
@@ -158,14 +121,13 @@ def loop(ctx: EmitContext, node: Node) -> None:
     """A runtime trip count `M` and/or condition: a v1 `while_loop` over (iteration, cond, state..., scan
     buffers...). ONNX's rules: `i < M` if M is given, the body's cond if the Loop's cond input is given (the body's
     cond output is otherwise only fed back); scan outputs stack the per-iteration values along a new axis 0."""
-    body: onnx.GraphProto = node.attrs["body"]
-    n_state = len(body.input) - 2
+    sub: Graph = node.attrs["body"]  # folded by passes/bodies.py
+    n_state = len(sub.inputs) - 2
     trip, cond = opt_input(node, 0), opt_input(node, 1)
     if not trip and not cond:
         raise Decline("a Loop with neither trip count nor condition never ends")
     init = [ctx.onnx_order(x) for x in node.inputs[2:2 + n_state]]
-    invariants = [_invariant(t, [body.input[2 + k], body.output[1 + k]]) for k, t in enumerate(init)]
-    sub = _subgraph(ctx, node, body, "body", _state_shapes(list(body.input[2:]), invariants))
+    invariants = [_invariant(t, _shapes(sub, [sub.inputs[2 + k], sub.outputs[1 + k]])) for k, t in enumerate(init)]
     limit = _scalar(ctx.onnx_order(trip), tf.int64) if trip else None
     go = _scalar(ctx.onnx_order(cond), tf.bool) if cond else tf.constant(True)
     with v1_control_flow():
@@ -207,10 +169,10 @@ def scan(ctx: EmitContext, node: Node) -> None:
     """A scan over a length known only at run time: a v1 `while_loop` taking slice t (or L-1-t for a reversed
     input) of every scan input along its axis, carrying the state, and writing each scan output at t (or L-1-t
     for a reversed output) of a TensorArray, stacked and moved to its output axis after the loop."""
-    body: onnx.GraphProto = node.attrs["body"]
+    sub: Graph = node.attrs["body"]  # folded by passes/bodies.py
     m = node.attrs["num_scan_inputs"]
-    n_state = len(body.input) - m
-    n_out = len(body.output) - n_state
+    n_state = len(sub.inputs) - m
+    n_out = len(sub.outputs) - n_state
     in_axes = node.attrs.get("scan_input_axes") or [0] * m
     in_rev = node.attrs.get("scan_input_directions") or [0] * m
     out_axes = node.attrs.get("scan_output_axes") or [0] * n_out
@@ -220,8 +182,7 @@ def scan(ctx: EmitContext, node: Node) -> None:
     if any(x.shape.rank is None for x in xs):
         raise Decline("a scan input of unknown rank")
     xs = [_move_axis(x, a, 0) for x, a in zip(xs, in_axes)]
-    invariants = [_invariant(t, [body.input[k], body.output[k]]) for k, t in enumerate(init)]
-    sub = _subgraph(ctx, node, body, "body", _state_shapes(list(body.input[:n_state]), invariants))
+    invariants = [_invariant(t, _shapes(sub, [sub.inputs[k], sub.outputs[k]])) for k, t in enumerate(init)]
     length = tf.shape(xs[0], out_type=tf.int32)[0]
     with v1_control_flow():
         buffers = _scan_buffers(sub, sub.outputs[n_state:])
