@@ -158,10 +158,6 @@ class ShuffleNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.units(self.stem(x)), 1), 1))
 
 
-def shufflenet() -> nn.Module:
-    return ShuffleNet()
-
-
 # ---- ResNet style ----------------------------------------------------------------------------------------------
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
@@ -188,10 +184,6 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
 
 
-def resnet() -> nn.Module:
-    return ResNet()
-
-
 # ---- VGG style: odd sizes so that ceil_mode and padded average pools matter ------------------------------------
 class VGG(nn.Module):
     def __init__(self, num_classes: int = 10):
@@ -211,10 +203,6 @@ class VGG(nn.Module):
         return self.fc(torch.flatten(self.features(x), 1))
 
 
-def vgg() -> nn.Module:
-    return VGG()
-
-
 # ---- 1-D conv net over time: two outputs (softmax and log-softmax) ---------------------------------------------
 class Conv1dNet(nn.Module):
     def __init__(self, num_classes: int = 10):
@@ -231,20 +219,16 @@ class Conv1dNet(nn.Module):
         return torch.softmax(z, dim=1), torch.log_softmax(z, dim=1)
 
 
-def conv1d() -> nn.Module:
-    return Conv1dNet()
-
-
 # name -> (builder, input shape without batch, number of outputs)
 FAMILIES = {
     "effnet_static": (effnet_static, MEL, 1),
     "effnet_dynamic": (effnet_dynamic, MEL, 1),
     "mobilenet_v2": (mobilenet_v2, IMAGE, 1),
     "mobilenet_v3": (mobilenet_v3, IMAGE, 1),
-    "shufflenet": (shufflenet, IMAGE, 1),
-    "resnet": (resnet, IMAGE, 1),
-    "vgg": (vgg, IMAGE, 1),
-    "conv1d": (conv1d, MEL, 2),
+    "shufflenet": (ShuffleNet, IMAGE, 1),
+    "resnet": (ResNet, IMAGE, 1),
+    "vgg": (VGG, IMAGE, 1),
+    "conv1d": (Conv1dNet, MEL, 2),
 }
 
 

@@ -6,36 +6,19 @@ Backends: `capi` (TF 2.21 C API, what C/C++ hosts call), `session` (tf.compat.v1
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from graphport.runtime.child import run_child
 from graphport.runtime.essentia_host import essentia_run, essentia_venv_dir
 from graphport.runtime.tf_model import LoadedModel
 
-_CAPI = """
-import time
-from graphport.runtime.capi import CAPISession, lib
-lib()
-t = time.perf_counter(); CAPISession({path!r}).close(); print('{{"seconds": %r}}' % (time.perf_counter() - t))
-"""
-_SESSION = """
-import time
-import tensorflow as tf
-p = {path!r}
-g = tf.Graph()
-t = time.perf_counter()
-with g.as_default(), tf.compat.v1.Session(graph=g) as s:
-    if {is_dir!r}:
-        tf.compat.v1.saved_model.loader.load(s, {tags!r}, p)
-    else:
-        gd = tf.compat.v1.GraphDef(); gd.ParseFromString(open(p, 'rb').read()); tf.graph_util.import_graph_def(gd)
-print('{{"seconds": %r}}' % (time.perf_counter() - t))
-"""
 
-
-def _timed(code: str, timeout: float) -> tuple[float, str]:
-    """Seconds the load itself took (printed by the child, so TF's import is not counted), and a note."""
-    res = run_child(["-c", code], timeout, {"TF_CPP_MIN_LOG_LEVEL": "3"})
+def _timed(job: dict, timeout: float) -> tuple[float, str]:
+    """Seconds the load itself took (timed in the child, so TF's import is not counted), and a note."""
+    res = run_child(["-m", "graphport.runtime.measure", json.dumps({"kind": "load_seconds", **job})], timeout,
+                    {"TF_CPP_MIN_LOG_LEVEL": "3"})
     if res.timed_out:
         return timeout, f"(killed at the {timeout:.0f} s timeout)"
     if res.value is None:
@@ -48,8 +31,8 @@ def measure(model: LoadedModel, timeout: float = 60.0) -> list[tuple[str, float,
     path = str(model.path)
     is_dir = model.kind == "saved_model"
     tags = model.tag.split(",") if model.tag else ["serve"]
-    out = [("capi", *_timed(_CAPI.format(path=path), timeout)),
-           ("session", *_timed(_SESSION.format(path=path, is_dir=is_dir, tags=tags), timeout))]
+    out = [(backend, *_timed({"path": path, "backend": backend, "is_dir": is_dir, "tags": tags}, timeout))
+           for backend in ("capi", "session")]
     if not (essentia_venv_dir() / "bin" / "python").exists():
         out.append(("essentia", float("nan"), "(no Essentia venv: skipped)"))
         return out

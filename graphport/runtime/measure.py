@@ -1,8 +1,10 @@
-"""One measurement in a fresh process: load a model with one backend, time load, first and steady inference.
+"""The one child program for timing: a job measured in a fresh process, printed as one JSON line.
 
-`bench` runs this module as a subprocess per (model, backend, oneDNN setting), so every load is cold, a hung load
-can be killed at its timeout, and TF's process-wide settings cannot leak between measurements.
-usage: python -m graphport.runtime.measure JOB_JSON  (prints one JSON line)
+`bench`, `profile` and `doctor --measure` run this module through `runtime.child.run_child`, one process per
+(model, backend, oneDNN setting), so every load is cold, a hung load can be killed at its timeout, and TF's
+process-wide settings cannot leak between measurements. Jobs: "bench" (load, first and steady inference),
+"load_phases" (profile's load breakdown) and "load_seconds" (doctor's load alone).
+usage: python -m graphport.runtime.measure JOB_JSON
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
+from graphport.runtime.backends import load, warm_up
 from graphport.runtime.batch_size import pick_batch_size, timed_runs
 from graphport.runtime.feeds import feeds_for
+from graphport.runtime.model_info import resolve
 
 
 def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_budget: int | None = None,
             auto: bool = False) -> dict:
     """Times in seconds: `startup_s` is library start-up (the backend's libraries, and reading the model's
     description, which for a bare .pb or SavedModel needs TF's Python protobufs), `load_s` the model load alone."""
-    from graphport.runtime.backends import load, warm_up
-    from graphport.runtime.model_info import resolve
-
     t0 = time.perf_counter()
     warm_up(backend)
     resolve(path, "saved_model" if backend == "tf2" else None)
@@ -57,7 +59,73 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_b
     return result
 
 
+def load_phases(path: str, backend: str) -> dict:
+    """`profile`'s load breakdown: each load step timed separately (graph import, session, first run)."""
+    import tensorflow as tf
+
+    info = resolve(path, "saved_model" if backend == "tf2" else None)
+    t0 = time.perf_counter()
+    phases: dict[str, float] = {}
+    if backend == "session" and info.kind == "pb":
+        gd = tf.compat.v1.GraphDef()
+        gd.ParseFromString(Path(info.path).read_bytes())
+        g = tf.Graph()
+        with g.as_default():
+            tf.graph_util.import_graph_def(gd, name="")
+        phases["graph_import_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        sess = tf.compat.v1.Session(graph=g)
+        phases["session_create_s"] = time.perf_counter() - t1
+        feeds = feeds_for(info.inputs, 1)
+        tensors = {i.name: i.tensor for i in info.inputs}
+        t1 = time.perf_counter()
+        sess.run([o.tensor for o in info.outputs], {tensors[k]: v for k, v in feeds.items()})
+        phases["first_run_s"] = time.perf_counter() - t1
+    else:
+        warm_up(backend)
+        t0 = time.perf_counter()
+        s = load(path, backend)
+        phases["restore_or_import_and_session_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        s.run(feeds_for(s.inputs, 1))
+        phases["first_run_s"] = time.perf_counter() - t1
+    phases["total_s"] = time.perf_counter() - t0
+    return phases
+
+
+def load_seconds(path: str, backend: str, is_dir: bool, tags: list[str]) -> dict:
+    """`doctor --measure`: the model's load alone (TF already imported), through the C API or through
+    tf.compat.v1 (a SavedModel with the chosen tags, or a .pb's GraphDef import)."""
+    if backend == "capi":
+        from graphport.runtime.capi import CAPISession, lib
+
+        lib()
+        t = time.perf_counter()
+        CAPISession(path).close()
+        return {"seconds": time.perf_counter() - t}
+    import tensorflow as tf
+
+    g = tf.Graph()
+    t = time.perf_counter()
+    with g.as_default(), tf.compat.v1.Session(graph=g) as s:
+        if is_dir:
+            tf.compat.v1.saved_model.loader.load(s, tags, path)
+        else:
+            gd = tf.compat.v1.GraphDef()
+            gd.ParseFromString(Path(path).read_bytes())
+            tf.graph_util.import_graph_def(gd)
+    return {"seconds": time.perf_counter() - t}
+
+
+def _job(job: dict) -> dict:
+    kind = job.get("kind", "bench")
+    if kind == "load_phases":
+        return load_phases(job["path"], job["backend"])
+    if kind == "load_seconds":
+        return load_seconds(job["path"], job["backend"], job["is_dir"], job["tags"])
+    return measure(job["path"], job["backend"], job["batch_sizes"], job["repeat"], job.get("budget"),
+                   job.get("auto", False))
+
+
 if __name__ == "__main__":
-    job = json.loads(sys.argv[1])
-    print(json.dumps(measure(job["path"], job["backend"], job["batch_sizes"], job["repeat"], job.get("budget"),
-                             job.get("auto", False))), flush=True)
+    print(json.dumps(_job(json.loads(sys.argv[1]))), flush=True)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import time
 from collections import defaultdict
-from pathlib import Path
 
 from graphport.runtime.backends import load
 from graphport.runtime.child import run_child
@@ -54,8 +51,8 @@ def profile_inference(path: str, backend: str, batch: int, runs: int) -> list[di
 
 def load_phases(path: str, backend: str, timeout: float) -> dict:
     """Wall-clock load breakdown in a fresh process, plus Grappler's time from its log."""
-    job = json.dumps({"path": path, "backend": backend})
-    res = run_child(["-m", "graphport.tools.op_profile", job], timeout,
+    job = json.dumps({"kind": "load_phases", "path": path, "backend": backend})
+    res = run_child(["-m", "graphport.runtime.measure", job], timeout,
                     {"TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_VMODULE": "meta_optimizer=1"})
     if res.value is None:
         return {"error": f"load {res.error}" if res.timed_out else res.error}
@@ -68,48 +65,5 @@ def load_phases(path: str, backend: str, timeout: float) -> dict:
     return phases
 
 
-def _child(path: str, backend: str) -> dict:
-    """Runs in the subprocess: time each load step separately."""
-    import tensorflow as tf
-
-    from graphport.runtime.model_info import resolve
-
-    info = resolve(path, "saved_model" if backend == "tf2" else None)
-    t0 = time.perf_counter()
-    phases: dict[str, float] = {}
-    if backend == "session" and info.kind == "pb":
-        gd = tf.compat.v1.GraphDef()
-        gd.ParseFromString(Path(info.path).read_bytes())
-        g = tf.Graph()
-        with g.as_default():
-            tf.graph_util.import_graph_def(gd, name="")
-        phases["graph_import_s"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        sess = tf.compat.v1.Session(graph=g)
-        phases["session_create_s"] = time.perf_counter() - t1
-        feeds = feeds_for(info.inputs, 1)
-        tensors = {i.name: i.tensor for i in info.inputs}
-        t1 = time.perf_counter()
-        sess.run([o.tensor for o in info.outputs], {tensors[k]: v for k, v in feeds.items()})
-        phases["first_run_s"] = time.perf_counter() - t1
-    else:
-        from graphport.runtime.backends import warm_up
-
-        warm_up(backend)
-        t0 = time.perf_counter()
-        s = load(path, backend)
-        phases["restore_or_import_and_session_s"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        s.run(feeds_for(s.inputs, 1))
-        phases["first_run_s"] = time.perf_counter() - t1
-    phases["total_s"] = time.perf_counter() - t0
-    return phases
-
-
 def format_rows(rows: list[dict], top: int = 25) -> list[tuple[str, str, str, str]]:
     return [(r["type"], str(r["occurrences"]), f"{r['self_us']:.0f}", f"{r['percent']:.1f}") for r in rows[:top]]
-
-
-if __name__ == "__main__":
-    job = json.loads(sys.argv[1])
-    print(json.dumps(_child(job["path"], job["backend"])), flush=True)
