@@ -118,9 +118,8 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
     run = prepare_run(req, log=lambda s: console.print(s, highlight=False))
     if run.batch_note:
         console.print(f"--batch auto: {run.batch_note}", highlight=False)
-    skipped = len(run.items) - len(run.todo)
-    if skipped:
-        console.print(f"{skipped} of {len(run.items)} files already done in {args.out}; skipping them")
+    if run.skipped:
+        console.print(f"{run.skipped} of {len(run.items)} files already done in {args.out}; skipping them")
     rate = _Rate()
     with _progress(console, run, rate) as on_progress:
         try:

@@ -39,6 +39,16 @@ class Node:
         """Explicit inputs, then the outer values its subgraphs read (what dead-code and fusion passes must see)."""
         return self.inputs + self.implicit_inputs
 
+    def bodies(self) -> list[Graph]:
+        """Its subgraphs (an If's branches, a Loop's or Scan's body), in attribute order."""
+        found: list[Graph] = []
+        for a in self.attrs.values():
+            if isinstance(a, Graph):
+                found.append(a)
+            elif isinstance(a, list):
+                found.extend(g for g in a if isinstance(g, Graph))
+        return found
+
 
 class LintError(Exception):
     """The graph is not well formed: a pass broke it (graphport's bug, never the model's)."""
@@ -127,6 +137,17 @@ class Graph:
         for n in self.nodes:
             counts[n.op_type] = counts.get(n.op_type, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def agreed_dims(dims: list[Dim], shapes: list[tuple[Dim, ...] | None]) -> list[Dim]:
+    """`dims` kept where every shape has the same int there, unknown elsewhere; a shape of unknown or another rank
+    agrees on nothing. A loop state's shape over all iterations is its initial shape agreed with the body's
+    declared input and output (passes/bodies.py on IR shapes, emit/tf/control_flow.py on TF's)."""
+    for shape in shapes:
+        if shape is None or len(shape) != len(dims):
+            shape = (None,) * len(dims)
+        dims = [d if isinstance(s, int) and s == d else None for d, s in zip(dims, shape)]
+    return dims
 
 
 def canonical(graph: Graph, d: object) -> Dim:

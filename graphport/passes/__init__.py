@@ -31,7 +31,8 @@ def plain_output_dims(graph: Graph) -> PassResult:
         v = graph.values.get(name)
         if v is not None and v.shape is not None:
             plain = tuple(d if isinstance(d, (int, str)) or d is None else None for d in v.shape)
-            modified, v.shape = modified or plain != v.shape, plain
+            modified = modified or plain != v.shape
+            v.shape = plain
     return PassResult(graph, modified)
 
 

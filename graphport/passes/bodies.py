@@ -11,7 +11,7 @@ iterations. Runs last, on the graph that is emitted.
 
 from __future__ import annotations
 
-from graphport.ir.graph import Dim, Graph, Node, PassResult, Value
+from graphport.ir.graph import Dim, Graph, Node, PassResult, Value, agreed_dims
 from graphport.passes.control import CONTROL_FLOW, fold_with_control_flow
 
 
@@ -43,11 +43,8 @@ def _invariant(init: Value | None, declared: list[Value | None]) -> tuple[Dim, .
     """The loop state's shape over all iterations (None: unknown rank)."""
     if init is None or init.shape is None:
         return None
-    dims: list[Dim] = [d if isinstance(d, int) else None for d in init.shape]
-    for v in declared:
-        shape = v.shape if v is not None and v.shape is not None and len(v.shape) == len(dims) else (None,) * len(dims)
-        dims = [d if isinstance(s, int) and s == d else None for d, s in zip(dims, shape)]
-    return tuple(dims)
+    known: list[Dim] = [d if isinstance(d, int) else None for d in init.shape]
+    return tuple(agreed_dims(known, [None if v is None else v.shape for v in declared]))
 
 
 def _folded_body(outer: Graph, owner: Node, body: Graph, tag: str,

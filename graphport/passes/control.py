@@ -189,19 +189,10 @@ def mark_implicit_inputs(graph: Graph) -> PassResult:
     for node in graph.nodes:
         if node.op_type in CONTROL_FLOW and not node.domain:
             seen: set[str] = set()
-            for body in bodies(node):
+            for body in node.bodies():
                 seen.update(_free_names(body))
             node.implicit_inputs = sorted(n for n in seen if n)
     return PassResult(graph, False)  # records uses; the graph computes the same
-
-
-def bodies(node: Node) -> list[Graph]:
-    """The node's subgraphs (then/else branches, a loop or scan body), in attribute order."""
-    found: list[Graph] = []
-    for a in node.attrs.values():
-        found.extend([a] if isinstance(a, Graph) else [g for g in a if isinstance(g, Graph)]
-                     if isinstance(a, list) else [])
-    return found
 
 
 def _free_names(g: Graph) -> set[str]:
@@ -210,7 +201,7 @@ def _free_names(g: Graph) -> set[str]:
     used = set(g.outputs)
     for n in g.nodes:
         used.update(n.inputs)
-        for body in bodies(n):
+        for body in n.bodies():
             used |= _free_names(body)
     return used - defined
 

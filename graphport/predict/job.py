@@ -57,6 +57,11 @@ class PreparedRun:
     batch: int
     batch_note: str | None  # why --batch auto chose its size
 
+    @property
+    def skipped(self) -> int:
+        """Files finished by an earlier run, which this one skips."""
+        return len(self.items) - len(self.todo)
+
 
 def prepare_run(req: PredictRequest, log: Callable[[str], None]) -> PreparedRun:
     """Convert (once, cached) or resolve the model, load it, check its input, list the files not done yet, and
@@ -112,5 +117,5 @@ def execute(run: PreparedRun, on_progress: Callable[[int, FileResult | None], No
 
         summary = run_ray(run.model, req.backend, run.todo, run.outputs, run.cfg, run.batch, req.actors,
                           req.ray_address, run.names, on_progress)
-    summary.skipped_done = len(run.items) - len(run.todo)
+    summary.skipped_done = run.skipped
     return summary

@@ -20,7 +20,7 @@ from graphport.emit.tf.context import EmitContext, opt_input
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.recurrent import v1_control_flow
 from graphport.emit.tf.registry import lookup, op
-from graphport.ir.graph import Dim, Graph, Node
+from graphport.ir.graph import Dim, Graph, Node, agreed_dims
 
 
 def _run(ctx: EmitContext, sub: Graph, feeds: dict[str, tf.Tensor]) -> list[tf.Tensor]:
@@ -58,14 +58,9 @@ def _scalar(t: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
 def _invariant(init: tf.Tensor, declared: list[tuple[Dim, ...] | None]) -> tf.TensorShape:
     """The shape a loop-state value keeps over all iterations: its initial static dims where the body's input and
     output agree on them (passes/bodies.py gave the body's input that shape already), unknown elsewhere."""
-    dims = init.shape.as_list() if init.shape.rank is not None else None
-    if dims is None:
+    if init.shape.rank is None:
         return tf.TensorShape(None)
-    for shape in declared:
-        if shape is None or len(shape) != len(dims):
-            shape = (None,) * len(dims)
-        dims = [d if isinstance(s, int) and s == d else None for d, s in zip(dims, shape)]
-    return tf.TensorShape(dims)
+    return tf.TensorShape(agreed_dims(init.shape.as_list(), declared))
 
 
 def _pinned(outs: list[tf.Tensor], invariants: list[tf.TensorShape]) -> list[tf.Tensor]:
