@@ -49,7 +49,7 @@ def save_flat_saved_model(graph_def, inputs: dict[str, tf.TensorSpec], outputs: 
 
     body.__signature__ = inspect.Signature(
         [inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD) for a in args])
-    fn = tf.function(body, input_signature=list(inputs.values()))
+    fn = tf.function(body, input_signature=list(inputs.values()), autograph=False)  # no Python control flow to convert
     module = tf.Module()
     module.__call__ = fn
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
