@@ -107,7 +107,7 @@ def test_failed_verification_leaves_outdir_untouched(tmp_path, break_emitter):
     assert not report.ok
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     failed = tmp_path / "out.failed"
-    assert {p.name for p in failed.iterdir()} == {"model.pb", "model.json", "saved_model"}
+    assert {p.name for p in failed.iterdir()} == {"model.pb", "model.json", "model.essentia.json", "saved_model"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp dirs left behind"
 
 
@@ -116,7 +116,7 @@ def test_force_replaces_whole_output(tmp_path):
     out.mkdir()
     (out / "stale.txt").write_text("x")
     assert graphport.convert(EXAMPLE, out, force=True, verify_outputs=False).out_dir
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.pb", "saved_model"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.essentia.json", "model.json", "model.pb", "saved_model"]
 
 
 def test_output_moved_aside_by_a_killed_run_is_restored(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from graphport.conversion.bundled_example import EXAMPLE
 
-WHOLE = {"model.pb", "model.json", "saved_model"}
+WHOLE = {"model.pb", "model.json", "model.essentia.json", "saved_model"}
 
 
 def _digest(root: Path) -> str:

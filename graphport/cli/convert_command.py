@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from graphport.cli._args import batch_sizes, command, named_sizes, non_negative_float
+from graphport.cli._args import batch_sizes, command, named_sizes, non_negative_float, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,6 +31,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="absolute tolerance per element against ONNX Runtime (a float-order floor is added)")
     c.add_argument("--rtol", type=non_negative_float, default=1e-3, metavar="X",
                    help="relative tolerance per element against ONNX Runtime")
+    e = c.add_argument_group("Essentia packaging (model.essentia.json, docs/model_json.md)")
+    e.add_argument("--essentia-json", metavar="PATH", help="also write the Essentia metadata JSON here")
+    e.add_argument("--name", help="the model's name in it (default: the ONNX file's stem)")
+    e.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
+    e.add_argument("--sample-rate", type=positive_int, metavar="HZ", help="inference.sample_rate")
+    e.add_argument("--algorithm", help="inference.algorithm, e.g. TensorflowPredictEffnetDiscogs")
+    e.add_argument("--output-purpose", action="append", default=[], metavar="OUTPUT=PURPOSE",
+                   help="predictions or embeddings (default: derived from the classes and the output's op); "
+                        "repeatable")
     return c
 
 
@@ -43,7 +52,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         report = convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
                          force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol,
                          fix_inputs=fixed_inputs(args.fix_input), fix_dims=_one_size(args.fix_dim),
-                         verify_dims=dict(args.verify_dim))
+                         verify_dims=dict(args.verify_dim), packaging=packaging(args))
     except OutputExists:  # the converter's message also names the Python argument; here only the option counts
         raise OutputExists(f"output directory '{args.out}' already exists; replace it with --force.") from None
     print_report(console, report)
@@ -52,6 +61,23 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]verification failed[/]: '{args.out}' was left as it was{where}", highlight=False)
         return 1
     return 0
+
+
+def packaging(args: argparse.Namespace):
+    """The Essentia packaging options -> essentia_metadata.Packaging; a malformed OUTPUT=PURPOSE is a user error."""
+    from pathlib import Path
+
+    from graphport.core.errors import GraphportError
+    from graphport.core.essentia_metadata import Packaging, read_classes
+
+    purposes = {}
+    for item in args.output_purpose:
+        name, sep, purpose = item.partition("=")
+        if not (sep and name and purpose):
+            raise GraphportError(f"--output-purpose '{item}': write OUTPUT=PURPOSE, e.g. output_0=embeddings.")
+        purposes[name] = purpose
+    return Packaging(args.name, read_classes(args.labels) if args.labels else None, args.sample_rate, args.algorithm,
+                     purposes, Path(args.essentia_json) if args.essentia_json else None)
 
 
 def _one_size(items: list[tuple[str, tuple[int, ...]]]) -> dict[str, int]:

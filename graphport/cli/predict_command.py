@@ -47,10 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="local engine: the model's intra-op threads and the front end's threads (files decoded in "
                         "parallel); default: every core this process may use for the model, 1 front-end thread "
                         "per 8 cores")
-    p.add_argument("--patch-size", type=positive_int, default=128, metavar="N", help="frames per patch")
-    p.add_argument("--patch-hop", type=positive_int, default=62, metavar="N", help="frames between patch starts")
-    p.add_argument("--last-patch", choices=LAST_PATCH_MODES, default="discard",
-                   help="Essentia's lastPatchMode: drop the frames after the last full patch, or repeat them")
+    p.add_argument("--patch-size", type=positive_int, metavar="N",
+                   help="frames per patch (default: the algorithm's in the model's Essentia JSON, else 128)")
+    p.add_argument("--patch-hop", type=positive_int, metavar="N",
+                   help="frames between patch starts (default: as --patch-size, else 62)")
+    p.add_argument("--last-patch", choices=LAST_PATCH_MODES,
+                   help="Essentia's lastPatchMode: drop the frames after the last full patch, or repeat them "
+                        "(default: discard)")
     return p
 
 
@@ -58,8 +61,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Predict every input file; see the module doc for exit codes."""
     from graphport.core.errors import GraphportError, require_extra
 
-    if args.patch_hop > args.patch_size:
-        raise GraphportError(f"--patch-hop ({args.patch_hop}) must not exceed --patch-size ({args.patch_size}).")
     if args.ray_address and args.engine != "ray":
         raise GraphportError("--ray-address needs --engine ray.")
     if args.threads and args.engine != "local":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -23,7 +24,7 @@ from graphport.conversion.verify import (
     verification_cases,
     verify,
 )
-from graphport.core import model_json
+from graphport.core import essentia_metadata, model_json
 from graphport.core.atomic import output_lock, replace_dir, staging_dir
 from graphport.core.errors import GraphportError, OutputExists
 from graphport.ir.from_onnx import load_model, to_ir
@@ -41,6 +42,7 @@ class ConversionReport:
     tf_ops: dict[str, int]
     verification: VerifyResult | None
     metadata: dict = field(default_factory=dict)
+    essentia: dict = field(default_factory=dict)  # the Essentia metadata JSON written beside model.json
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -60,13 +62,16 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
             batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, verify_outputs: bool = True, force: bool = False,
             keep_failed: bool = False, atol: float = 1e-4, rtol: float = 1e-3,
             fix_inputs: dict[str, np.ndarray] | None = None, fix_dims: dict[str, int] | None = None,
-            verify_dims: dict[str, tuple[int, ...]] | None = None) -> ConversionReport:
-    """Convert `model` into `out_dir` (model.pb, saved_model/, model.json).
+            verify_dims: dict[str, tuple[int, ...]] | None = None,
+            packaging: essentia_metadata.Packaging | None = None) -> ConversionReport:
+    """Convert `model` into `out_dir` (model.pb, saved_model/, model.json, model.essentia.json).
 
     If verification fails, `out_dir` is left as it was (with `keep_failed`, the artifacts go to OUTDIR.failed/).
     `fix_inputs` specialises the named inputs to constants (e.g. a sample rate that selects an `If` branch);
     `fix_dims` pins named symbolic dims to sizes (`{"sequence": 512}`), every other dim stays dynamic.
     `verify_dims` chooses the sizes (one or two each) at which free symbolic dims are verified, instead of probing.
+    `packaging` fills Essentia's metadata JSON (name, classes, sample rate, algorithm, output purposes, and a path
+    to write a second copy to).
     """
     start = time.perf_counter()
     out = Path(out_dir).absolute()
@@ -76,7 +81,14 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
         if out.exists() and not force:
             raise OutputExists(f"output directory '{out}' already exists; pass force=True to replace it.")
         pins = Pins(fix_inputs or {}, fix_dims or {}, verify_dims or {})
-        return _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol, pins)
+        packaging = packaging or essentia_metadata.Packaging()
+        if packaging.name is None:  # Essentia names a model after its file
+            stem = Path(model).stem if not isinstance(model, onnx.ModelProto) else (model.graph.name or "model")
+            packaging = dataclasses.replace(packaging, name=stem)
+        report = _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol, pins, packaging)
+        if report.out_dir is not None and packaging.path is not None:
+            essentia_metadata.write(packaging.path, report.essentia)
+        return report
 
 
 @dataclass
@@ -89,13 +101,14 @@ class Pins:
 
 
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
-             atol: float, rtol: float, pins: Pins) -> ConversionReport:
+             atol: float, rtol: float, pins: Pins, packaging: essentia_metadata.Packaging) -> ConversionReport:
     proto, onnx_bytes = load_model(model, second_opinion=reference_session)
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
     if pins.inputs or pins.dims:  # ORT must verify against the same specialised model
         proto = fix_dims(fix_inputs(proto, pins.inputs), pins.dims)
         onnx_bytes = proto.SerializeToString()
     graph = to_ir(proto)
+    purposes = essentia_metadata.output_purposes(_output_descriptions(proto, graph), packaging)  # a bad flag fails now
     if verify_outputs:  # a valid model: TF's import in the workers overlaps with everything below
         for setting in ONEDNN_SETTINGS:
             worker(setting)
@@ -125,6 +138,7 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
                                   warnings=graph.notes + _doctor_warnings(tmp))
         report.seconds = time.perf_counter() - start
         report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report, pins, dims)
+        report.essentia = _write_essentia(tmp, report.metadata, proto, graph, packaging, purposes)
         if not report.ok:
             if keep_failed:
                 replace_dir(tmp, out.with_name(out.name + ".failed"))
@@ -132,6 +146,32 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
         replace_dir(tmp, out)
         report.out_dir = out
         return report
+
+
+def _output_descriptions(proto: onnx.ModelProto, graph) -> list[tuple[str, str | None, list | None]]:
+    """(name, ONNX op that computes it, IR shape) per output: what Essentia's `op` and `output_purpose` come from."""
+    producer = {o: n.op_type for n in proto.graph.node for o in n.output}
+    return [(n, producer.get(n, "Identity"), list(graph.values[n].shape) if graph.values[n].shape is not None else None)
+            for n in graph.outputs]
+
+
+def _write_essentia(folder: Path, meta: dict, proto: onnx.ModelProto, graph, packaging: essentia_metadata.Packaging,
+                    purposes: dict[str, str]) -> dict:
+    """Essentia's metadata JSON for the frozen graph: its names are model.pb's ops, as Essentia's are its .pb's."""
+    import tensorflow as tf
+
+    ops = {n: op for n, op, _ in _output_descriptions(proto, graph)}
+    inputs = [essentia_metadata.tensor_entry(e["pb"]["op"], e["dtype"], e["shape"]) for e in meta["inputs"]]
+    outputs = [essentia_metadata.tensor_entry(e["pb"]["op"], e["dtype"], e["shape"], ops[e["name"]],
+                                              purposes[e["name"]]) for e in meta["outputs"]]
+    verification = meta.get("verification")
+    doc = essentia_metadata.build(packaging, inputs, outputs, tf.__version__, ["frozen_model", "SavedModel"], {
+        "version": meta["graphport_version"], "model_json": model_json.FILENAME,
+        "onnx_names": {"inputs": [e["name"] for e in meta["inputs"]], "outputs": [e["name"] for e in meta["outputs"]]},
+        "verified_against": "onnxruntime" if verification else None,
+        "verified_ok": verification["ok"] if verification else None})
+    essentia_metadata.write(folder / essentia_metadata.FILENAME, doc)
+    return doc
 
 
 def _doctor_warnings(out: Path) -> list[str]:

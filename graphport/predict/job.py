@@ -27,9 +27,9 @@ class PredictRequest:
     model: str
     audio: list[str]
     out: Path
-    patch_size: int = 128
-    patch_hop: int = 62
-    last_patch: str = "discard"
+    patch_size: int | None = None  # None: the algorithm's in the model's Essentia JSON, else 128
+    patch_hop: int | None = None  # None: likewise, else 62
+    last_patch: str | None = None  # None: likewise, else "discard"
     outputs: list[str] | None = None  # default: all
     fmt: str = "npy"  # or "parquet"
     batch: int | str = "auto"  # "auto": memory-aware (runtime/batch_size.py)
@@ -73,7 +73,7 @@ def prepare_run(req: PredictRequest, log: Callable[[str], None]) -> PreparedRun:
     from graphport.predict.model import check_model_input, model_fingerprint, pick_outputs, prepare_model
     from graphport.predict.threads import Threads, auto_threads
 
-    cfg = PredictConfig(req.patch_size, req.patch_hop, req.last_patch, req.outputs, req.fmt)
+    cfg = PredictConfig(*patching(req), req.outputs, req.fmt)
     threads = Threads(*req.threads) if req.threads else auto_threads()
     items = collect_inputs(req.audio)
     model = prepare_model(req.model, log=log, backend=req.backend)
@@ -94,6 +94,26 @@ def prepare_run(req: PredictRequest, log: Callable[[str], None]) -> PreparedRun:
         choice = pick_batch_size(session, budget=budget)
         batch, note = choice.batch, choice.explain()
     return PreparedRun(req, cfg, model, session, names, items, todo, outputs, threads, int(batch), note)
+
+
+def patching(req: PredictRequest) -> tuple[int, int, str]:
+    """(patch size, hop, last-patch mode): what the user chose, else what the algorithm named in the model's Essentia
+    JSON does (its sample rate checked against the front end's), else TensorflowPredictEffnetDiscogs' defaults."""
+    from graphport.audio import LAST_PATCH_MODES, PATCH_HOP, PATCH_SIZE
+    from graphport.audio.essentia_algorithms import patching_for
+    from graphport.core.errors import GraphportError
+    from graphport.core.essentia_metadata import find_beside, read
+
+    found = find_beside(req.model) if Path(req.model).exists() else None
+    meta = read(found) if found else None
+    given = req.patch_size is not None and req.patch_hop is not None
+    defaults = patching_for(meta.algorithm, meta.sample_rate, given) if meta else None
+    size = req.patch_size or (defaults.patch_size if defaults else PATCH_SIZE)
+    hop = req.patch_hop or (defaults.patch_hop if defaults else PATCH_HOP)
+    last = req.last_patch or (defaults.last_patch if defaults else LAST_PATCH_MODES[0])
+    if hop > size:
+        raise GraphportError(f"--patch-hop ({hop}) must not exceed --patch-size ({size}).")
+    return size, hop, last
 
 
 def _preload() -> None:

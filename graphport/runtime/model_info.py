@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphport.core import model_json
+from graphport.core import essentia_metadata, model_json
 from graphport.core.errors import GraphportError
 
 
@@ -46,6 +46,9 @@ def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
         return _saved_model(p)
     if p.suffix == ".onnx":
         return _onnx(p)
+    packaged = essentia_metadata.find_beside(p) if p.suffix == ".pb" else None
+    if packaged is not None:  # a .pb packaged as Essentia packages its models: the JSON names what to feed and fetch
+        return _from_essentia(p, essentia_metadata.read(packaged))
     if p.suffix in (".pb", ".pbtxt") or p.is_file():
         return _graph_def(p)
     raise GraphportError(f"'{p}' is neither an .onnx file, a .pb GraphDef nor a SavedModel directory.")
@@ -56,6 +59,19 @@ def _from_folder(folder: Path, kind: str) -> ModelInfo:
     return ModelInfo(kind, model_json.artifact_path(folder, kind),
                      *[[IOInfo(e["name"], e["shape"], e["dtype"] or "float32", e[kind]["tensor"])
                         for e in meta[side]] for side in ("inputs", "outputs")])
+
+
+_ESSENTIA_DTYPES = {v: k for k, v in essentia_metadata.ESSENTIA_TYPES.items()}
+
+
+def _from_essentia(p: Path, meta: essentia_metadata.EssentiaMetadata) -> ModelInfo:
+    """Names as Essentia's JSON gives them ('PartitionedCall:1'); -1 dims are dynamic."""
+
+    def conv(t: essentia_metadata.Tensor) -> IOInfo:
+        shape = None if t.shape is None else [None if d == essentia_metadata.DYNAMIC else d for d in t.shape]
+        return IOInfo(t.name, shape, _ESSENTIA_DTYPES.get(t.type, t.type), essentia_metadata.tensor_name(t.name))
+
+    return ModelInfo("pb", p, [conv(t) for t in meta.inputs], [conv(t) for t in meta.outputs])
 
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
