@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 
 from graphport.core.version import __version__
 
-_LAZY = {"convert": "graphport.conversion.pipeline", "ConversionReport": "graphport.conversion.pipeline", "GraphportError": "graphport.core.errors",
+_LAZY = {"convert": "graphport.conversion.pipeline", "from_torch": "graphport.conversion.from_torch", "ConversionReport": "graphport.conversion.pipeline", "GraphportError": "graphport.core.errors",
          "InvalidModel": "graphport.core.errors", "UnsupportedModel": "graphport.core.errors"}
 
 if TYPE_CHECKING:
+    from graphport.conversion.from_torch import from_torch
     from graphport.conversion.pipeline import ConversionReport, convert
     from graphport.core.errors import GraphportError, InvalidModel, UnsupportedModel
 
-__all__ = ["ConversionReport", "GraphportError", "InvalidModel", "UnsupportedModel", "__version__", "convert"]
+__all__ = ["ConversionReport", "GraphportError", "InvalidModel", "UnsupportedModel", "__version__", "convert", "from_torch"]
 
 
 def __getattr__(name: str):

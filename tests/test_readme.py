@@ -22,11 +22,12 @@ def root(tmp_path_factory) -> Path:
     return d
 
 
-def test_the_api_section_has_the_three_examples():
-    assert len(BLOCKS) == 3 and "graphport.convert" in BLOCKS[0] and "load(" in BLOCKS[1] and "fix(" in BLOCKS[2]
+def test_the_api_section_has_the_four_examples():
+    assert len(BLOCKS) == 4 and "graphport.convert" in BLOCKS[0] and "from_torch(" in BLOCKS[1]
+    assert "load(" in BLOCKS[2] and "fix(" in BLOCKS[3]
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_readme_example_runs(root, index):
     if index == 1:  # runs the folder the first example writes
         subprocess.run([sys.executable, "-c", BLOCKS[0]], cwd=root, check=True, capture_output=True, timeout=600)

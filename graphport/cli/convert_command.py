@@ -14,7 +14,7 @@ from graphport.cli._args import batch_sizes, command, named_sizes, non_negative_
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """The `convert` options."""
     c = command(sub, "convert", "convert an ONNX model into a flat TF graph, SavedModel and metadata")
-    c.add_argument("model", help="path to the .onnx file (never modified)")
+    c.add_argument("model", help="path to the .onnx file, or a torch.export archive (.pt2); never modified")
     c.add_argument("-o", "--out", required=True, help="output directory")
     c.add_argument("--batch-sizes", type=batch_sizes, default="1,3,64", metavar="N,N,...", help="verification batch sizes")
     c.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison")
@@ -45,14 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """0 converted and verified, 1 verification failed (OUTDIR left as it was); user errors raise."""
-    from graphport.conversion.pipeline import convert
     from graphport.core.errors import OutputExists
 
     try:
-        report = convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
-                         force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol,
-                         fix_inputs=fixed_inputs(args.fix_input), fix_dims=_one_size(args.fix_dim),
-                         verify_dims=dict(args.verify_dim), packaging=packaging(args))
+        report = _convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
+                          force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol,
+                          fix_inputs=fixed_inputs(args.fix_input), fix_dims=_one_size(args.fix_dim),
+                          verify_dims=dict(args.verify_dim), packaging=packaging(args))
     except OutputExists:  # the converter's message also names the Python argument; here only the option counts
         raise OutputExists(f"output directory '{args.out}' already exists; replace it with --force.") from None
     print_report(console, report)
@@ -61,6 +60,23 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]verification failed[/]: '{args.out}' was left as it was{where}", highlight=False)
         return 1
     return 0
+
+
+def _convert(model: str, out: str, **kwargs):
+    """graphport.convert for an .onnx; for a .pt2, the archive's module through graphport.from_torch, named after
+    the archive in the Essentia JSON."""
+    if not model.lower().endswith(".pt2"):
+        from graphport.conversion.pipeline import convert
+
+        return convert(model, out, **kwargs)
+    from pathlib import Path
+
+    from graphport.conversion.from_torch import from_torch, load_pt2
+
+    if kwargs["packaging"].name is None:
+        kwargs["packaging"].name = Path(model).stem
+    module, examples, dynamic = load_pt2(model)
+    return from_torch(module, examples, out, dynamic, **kwargs)
 
 
 def packaging(args: argparse.Namespace):

@@ -64,7 +64,8 @@ class MissingExtra(GraphportError):
     """An optional dependency group is not installed; the message names the pip command that installs it."""
 
 
-EXTRAS = {"audio": ("soundfile", "samplerate", "threadpoolctl", "pyarrow"), "report": ("matplotlib",), "ray": ("ray",)}
+EXTRAS = {"audio": ("soundfile", "samplerate", "threadpoolctl", "pyarrow"), "report": ("matplotlib",), "ray": ("ray",),
+          "torch": ("torch", "onnxscript")}
 
 
 def require_extra(extra: str, needed_by: str, modules: tuple[str, ...] | None = None) -> None:
