@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="absolute tolerance per element against ONNX Runtime (a float-order floor is added)")
     c.add_argument("--rtol", type=non_negative_float, default=1e-3, metavar="X",
                    help="relative tolerance per element against ONNX Runtime")
+    c.add_argument("--tflite", action="store_true",
+                   help="also write model.tflite (TFLite builtins, dynamic batch kept), verified in LiteRT")
     e = c.add_argument_group("Essentia packaging (model.essentia.json, docs/model_json.md)")
     e.add_argument("--essentia-json", metavar="PATH", help="also write the Essentia metadata JSON here")
     e.add_argument("--name", help="the model's name in it (default: the ONNX file's stem)")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         report = _convert(args.model, args.out, batch_sizes=args.batch_sizes, verify_outputs=not args.no_verify,
                           force=args.force, keep_failed=args.keep_failed, atol=args.atol, rtol=args.rtol,
                           fix_inputs=fixed_inputs(args.fix_input), fix_dims=_one_size(args.fix_dim),
-                          verify_dims=dict(args.verify_dim), packaging=packaging(args))
+                          verify_dims=dict(args.verify_dim), packaging=packaging(args), tflite=args.tflite)
     except OutputExists:  # the converter's message also names the Python argument; here only the option counts
         raise OutputExists(f"output directory '{args.out}' already exists; replace it with --force.") from None
     print_report(console, report)
@@ -152,7 +154,7 @@ def print_report(console: Console, report) -> None:
     t = Table(title=f"verification against ONNX Runtime (atol {v.atol:g}, rtol {v.rtol:g}, plus the float-order "
                     "floor per output)", show_edge=False)
     sized = any(c.dims for c in v.checks)
-    for col in ("oneDNN", "batch", *(("dims",) if sized else ()), "output", "max abs", "max rel", ""):
+    for col in ("oneDNN / run", "batch", *(("dims",) if sized else ()), "output", "max abs", "max rel", ""):
         t.add_column(col)
     for c in v.checks:
         dims = (" ".join(f"{k}={n}" for k, n in c.dims.items()),) if sized else ()

@@ -26,7 +26,7 @@ from graphport.conversion.verify import (
 )
 from graphport.core import essentia_metadata, model_json
 from graphport.core.atomic import output_lock, replace_dir, staging_dir
-from graphport.core.errors import GraphportError, OutputExists
+from graphport.core.errors import GraphportError, OutputExists, require_extra
 from graphport.ir.from_onnx import load_model, to_ir
 from graphport.passes import fix_dims, fix_inputs, optimize
 from graphport.runtime.isolated import worker
@@ -63,7 +63,7 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
             keep_failed: bool = False, atol: float = 1e-4, rtol: float = 1e-3,
             fix_inputs: dict[str, np.ndarray] | None = None, fix_dims: dict[str, int] | None = None,
             verify_dims: dict[str, tuple[int, ...]] | None = None,
-            packaging: essentia_metadata.Packaging | None = None) -> ConversionReport:
+            packaging: essentia_metadata.Packaging | None = None, tflite: bool = False) -> ConversionReport:
     """Convert `model` into `out_dir` (model.pb, saved_model/, model.json, model.essentia.json).
 
     If verification fails, `out_dir` is left as it was (with `keep_failed`, the artifacts go to OUTDIR.failed/).
@@ -71,7 +71,8 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
     `fix_dims` pins named symbolic dims to sizes (`{"sequence": 512}`), every other dim stays dynamic.
     `verify_dims` chooses the sizes (one or two each) at which free symbolic dims are verified, instead of probing.
     `packaging` fills Essentia's metadata JSON (name, classes, sample rate, algorithm, output purposes, and a path
-    to write a second copy to).
+    to write a second copy to). `tflite` also writes model.tflite (graphport/conversion/tflite.py), verified in
+    LiteRT's interpreter on the same cases.
     """
     start = time.perf_counter()
     out = Path(out_dir).absolute()
@@ -80,7 +81,9 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
     with output_lock(out):
         if out.exists() and not force:
             raise OutputExists(f"output directory '{out}' already exists; pass force=True to replace it.")
-        pins = Pins(fix_inputs or {}, fix_dims or {}, verify_dims or {})
+        pins = Pins(fix_inputs or {}, fix_dims or {}, verify_dims or {}, tflite)
+        if tflite:
+            require_extra("tflite", "graphport convert --tflite")
         packaging = packaging or essentia_metadata.Packaging()
         if packaging.name is None:  # Essentia names a model after its file
             stem = Path(model).stem if not isinstance(model, onnx.ModelProto) else (model.graph.name or "model")
@@ -98,6 +101,7 @@ class Pins:
     inputs: dict[str, np.ndarray]
     dims: dict[str, int]
     verify_dims: dict[str, tuple[int, ...]]
+    tflite: bool = False  # also write model.tflite
 
 
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
@@ -134,10 +138,11 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
             result = verify(onnx_bytes, graph, emitted.graph_def, (emitted.inputs, emitted.outputs), batch_sizes,
                             atol, rtol, dims=dims, cases=cases, reference=reference) if verify_outputs else None
             names = saving.result()
+        unsupported = _write_tflite(tmp, result, cases, reference, graph, atol, rtol) if pins.tflite else None
         report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result,
-                                  warnings=graph.notes + _doctor_warnings(tmp))
+                                  warnings=graph.notes + _doctor_warnings(tmp) + _tflite_warnings(unsupported))
         report.seconds = time.perf_counter() - start
-        report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report, pins, dims)
+        report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report, pins, dims, unsupported)
         report.essentia = _write_essentia(tmp, report.metadata, proto, graph, packaging, purposes)
         if not report.ok:
             if keep_failed:
@@ -165,7 +170,8 @@ def _write_essentia(folder: Path, meta: dict, proto: onnx.ModelProto, graph, pac
     outputs = [essentia_metadata.tensor_entry(e["pb"]["op"], e["dtype"], e["shape"], ops[e["name"]],
                                               purposes[e["name"]]) for e in meta["outputs"]]
     verification = meta.get("verification")
-    doc = essentia_metadata.build(packaging, inputs, outputs, tf.__version__, ["frozen_model", "SavedModel"], {
+    types = ["frozen_model", "SavedModel", *(["tflite"] if (folder / "model.tflite").exists() else [])]
+    doc = essentia_metadata.build(packaging, inputs, outputs, tf.__version__, types, {
         "version": meta["graphport_version"], "model_json": model_json.FILENAME,
         "onnx_names": {"inputs": [e["name"] for e in meta["inputs"]], "outputs": [e["name"] for e in meta["outputs"]]},
         "verified_against": "onnxruntime" if verification else None,
@@ -181,8 +187,30 @@ def _doctor_warnings(out: Path) -> list[str]:
     return [f"{artifact}: {flag}" for artifact in ("model.pb", "saved_model") for flag in doctor_flags(out / artifact)]
 
 
+def _write_tflite(folder: Path, result: VerifyResult | None, cases, reference, graph, atol: float,
+                  rtol: float) -> list:
+    """model.tflite beside the SavedModel it is made from, its LiteRT outputs added to the verification table;
+    returns the nodes TFLite cannot run ([] when written)."""
+    from graphport.conversion.tflite import check_tflite, write_tflite
+
+    unsupported = write_tflite(folder / "saved_model", folder / "model.tflite")
+    if not unsupported and result is not None:
+        refs = reference.result()[0]
+        result.checks += check_tflite(folder / "model.tflite", cases.feeds, refs, graph.outputs, cases.variants,
+                                      atol, rtol, result.noise_floor)
+    return unsupported
+
+
+def _tflite_warnings(unsupported: list | None) -> list[str]:
+    if not unsupported:
+        return []
+    nodes = "; ".join(f"{op} (node '{node}'): {why}" for op, node, why in unsupported)
+    return [f"model.tflite not written: {len(unsupported)} node(s) outside TFLite's builtin ops: {nodes}. "
+            "The .pb and the SavedModel are written."]
+
+
 def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto,
-                    report: ConversionReport, pins: Pins, dims: DimPlan) -> dict:
+                    report: ConversionReport, pins: Pins, dims: DimPlan, unsupported: list | None) -> dict:
     from graphport.emit.tf.batchdeps import batch_dependencies
 
     def io(name: str, tf_op: str, sm: dict) -> dict:
@@ -206,6 +234,8 @@ def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, pr
         "transposes": report.transposes,
         "verification": report.verification.to_json() if report.verification else None,
         "warnings": report.warnings,
+        "tflite": None if unsupported is None else {
+            "written": not unsupported, "unsupported": [{"op": o, "node": n, "reason": r} for o, n, r in unsupported]},
         "conversion_seconds": round(report.seconds, 3),
     }
     inputs = [io(n, emitted.inputs[n], names["inputs"][n]) for n in graph.inputs]

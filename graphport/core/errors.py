@@ -65,7 +65,7 @@ class MissingExtra(GraphportError):
 
 
 EXTRAS = {"audio": ("soundfile", "samplerate", "threadpoolctl", "pyarrow"), "report": ("matplotlib",), "ray": ("ray",),
-          "torch": ("torch", "onnxscript")}
+          "torch": ("torch", "onnxscript"), "tflite": ("ai_edge_litert",)}
 
 
 def require_extra(extra: str, needed_by: str, modules: tuple[str, ...] | None = None) -> None:
