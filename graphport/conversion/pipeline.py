@@ -205,8 +205,8 @@ def _tflite_warnings(unsupported: list | None) -> list[str]:
     if not unsupported:
         return []
     nodes = "; ".join(f"{op} (node '{node}'): {why}" for op, node, why in unsupported)
-    return [f"model.tflite not written: {len(unsupported)} node(s) outside TFLite's builtin ops: {nodes}. "
-            "The .pb and the SavedModel are written."]
+    said = f"model.tflite not written: {len(unsupported)} node(s) outside TFLite's builtin ops: {nodes}."
+    return [f"{said} The .pb and the SavedModel are written."]
 
 
 def _write_metadata(folder: Path, graph, emitted, names: dict, source: bytes, proto: onnx.ModelProto,
