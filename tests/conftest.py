@@ -15,12 +15,15 @@ import pytest
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="run the long, opt-in tests")
     parser.addoption("--run-zoo", action="store_true", help="run the whole architecture zoo (writes docs/zoo.md)")
+    parser.addoption("--run-hosts", action="store_true",
+                     help="run the other TF hosts (TF 2.17's C API in a venv of its own, ~1.3 GB; .ci/run does)")
     parser.addoption("--run-long-fuzz", action="store_true",
                      help="run the long property tests over dynamic dims (tests/test_dynamic_properties.py)")
 
 
 def pytest_collection_modifyitems(config, items):
-    for marker, option in (("slow", "--run-slow"), ("zoo", "--run-zoo"), ("long_fuzz", "--run-long-fuzz")):
+    for marker, option in (("slow", "--run-slow"), ("zoo", "--run-zoo"), ("long_fuzz", "--run-long-fuzz"),
+                           ("hosts", "--run-hosts")):
         if config.getoption(option):
             continue
         skip = pytest.mark.skip(reason=f"opt-in long run: pass {option}")

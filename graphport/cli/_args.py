@@ -78,17 +78,20 @@ def _number(text: str, bound: float, *, strict: bool) -> float:
 
 
 def backend_list(text: str) -> tuple[str, ...]:
-    """Comma-separated backend names, each one of graphport.runtime.backends.BACKENDS.
+    """Comma-separated backend names, each one of graphport.runtime.backends.BACKENDS, or `capi@VERSION` for the
+    C API of another TF host (graphport.runtime.tf_hosts.TF_HOSTS).
 
     An unknown name must stop the command: bench would otherwise skip it silently and print an empty table.
     """
     from graphport.runtime.backends import BACKENDS
+    from graphport.runtime.tf_hosts import TF_HOSTS
 
     names = tuple(x.strip() for x in text.split(",") if x.strip())
-    unknown = [n for n in names if n not in BACKENDS]
+    hosts = {f"capi@{v}" for v in TF_HOSTS}
+    unknown = [n for n in names if n not in BACKENDS and n not in hosts]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown backend {', '.join(map(repr, unknown)) or '(none given)'}; "
-                                         f"valid backends: {', '.join(BACKENDS)}")
+                                         f"valid backends: {', '.join([*BACKENDS, *sorted(hosts)])}")
     return names
 
 

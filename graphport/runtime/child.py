@@ -24,11 +24,13 @@ class ChildResult:
     timed_out: bool = False
 
 
-def run_child(args: list[str], timeout: float, env: dict[str, str] | None = None) -> ChildResult:
-    """Run `python ARGS...` (e.g. `["-m", "graphport.runtime.measure", job]`) with `env` added to ours."""
+def run_child(args: list[str], timeout: float, env: dict[str, str] | None = None,
+              python: str | os.PathLike | None = None) -> ChildResult:
+    """Run `python ARGS...` (e.g. `["-m", "graphport.runtime.measure", job]`) with `env` added to ours; `python` is
+    this interpreter unless another host's venv is named (graphport.runtime.tf_hosts)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     try:
-        proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run([str(python or sys.executable), *args], capture_output=True, text=True, timeout=timeout,
                               env=full_env, check=False)
     except subprocess.TimeoutExpired as e:
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")

@@ -7,13 +7,10 @@ every model runs in a subprocess (`essentia_worker.py`) that can be killed when 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from graphport.core.errors import EssentiaUnavailable
+from graphport.runtime.venvs import ensure_venv, venv_dir
 
 ESSENTIA_REQUIREMENT = "essentia-tensorflow==2.1b6.dev1389"
 ESSENTIA_VERSION = ESSENTIA_REQUIREMENT.split("==")[1]
@@ -30,65 +28,13 @@ WORKER = Path(__file__).with_name("essentia_worker.py")
 
 def essentia_venv_dir() -> Path:
     """Where the Essentia venv lives: $GRAPHPORT_ESSENTIA_VENV, else ~/.cache/graphport/essentia-venv."""
-    env = os.environ.get(VENV_ENV_VAR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "graphport" / "essentia-venv"
-
-
-def _installed_version(python: Path) -> str | None:
-    """The essentia-tensorflow version in `python`'s env, read from metadata (importing essentia takes ~1 s)."""
-    if not python.exists():
-        return None
-    code = "import importlib.metadata as m; print(m.version('essentia-tensorflow'))"
-    try:
-        proc = subprocess.run([str(python), "-c", code], check=False, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def _python311() -> str:
-    if sys.version_info[:2] == (3, 11):
-        return sys.executable
-    found = shutil.which("python3.11")
-    if not found:
-        raise EssentiaUnavailable(f"{ESSENTIA_REQUIREMENT} ships cp311 wheels only, and no python3.11 was found.")
-    return found
+    return venv_dir("essentia-venv", VENV_ENV_VAR)
 
 
 def ensure_essentia_python(install_timeout: float = 1800.0) -> Path:
-    """Return the python of a venv holding essentia-tensorflow, creating it (python3.11 -m venv + pip) if missing.
-
-    The venv is built in a temporary sibling directory and renamed into place, under a file lock, so that
-    concurrent callers (parallel test workers) never see or use a half-installed venv.
-    """
-    venv = essentia_venv_dir()
-    python = venv / "bin" / "python"
-    if _installed_version(python) == ESSENTIA_VERSION:
-        return python
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed_version(python) == ESSENTIA_VERSION:  # another process built it while we waited
-            return python
-        tmp = Path(tempfile.mkdtemp(prefix=f".{venv.name}.tmp-", dir=venv.parent))
-        try:
-            steps = [[_python311(), "-m", "venv", str(tmp)],
-                     [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                      ESSENTIA_REQUIREMENT]]
-            for cmd in steps:
-                proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=install_timeout)
-                if proc.returncode != 0:
-                    raise EssentiaUnavailable(f"`{' '.join(cmd)}` failed:\n{proc.stderr[-3000:]}")
-            if venv.exists():  # a broken or outdated venv: move it aside, then swap in the new one
-                old = Path(tempfile.mkdtemp(prefix=f".{venv.name}.old-", dir=venv.parent))
-                os.rename(venv, old / "venv")
-                shutil.rmtree(old, ignore_errors=True)
-            os.rename(tmp, venv)  # venv's bin/python finds its prefix from pyvenv.cfg, so a rename is safe
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if _installed_version(python) != ESSENTIA_VERSION:
-        raise EssentiaUnavailable(f"{venv} does not hold {ESSENTIA_REQUIREMENT} after installing it.")
-    return python
+    """Return the python of a venv holding essentia-tensorflow, creating it (python3.11 -m venv + pip) if missing."""
+    return ensure_venv(essentia_venv_dir(), [ESSENTIA_REQUIREMENT], "essentia-tensorflow", ESSENTIA_VERSION,
+                       EssentiaUnavailable, install_timeout)
 
 
 def essentia_run(model_path: str | os.PathLike, input_name: str, output_name: str, batches: list[np.ndarray],

@@ -3,7 +3,8 @@
 `bench`, `profile` and `doctor --measure` run this module through `runtime.child.run_child`, one process per
 (model, backend, oneDNN setting), so every load is cold, a hung load can be killed at its timeout, and TF's
 process-wide settings cannot leak between measurements. Jobs: "bench" (load, first and steady inference),
-"load_phases" (profile's load breakdown) and "load_seconds" (doctor's load alone).
+"load_phases" (profile's load breakdown), "load_seconds" (doctor's load alone) and "host_check" (a load and one
+run in another TF host's venv, runtime/tf_hosts.py).
 usage: python -m graphport.runtime.measure JOB_JSON
 """
 
@@ -117,8 +118,27 @@ def load_seconds(path: str, backend: str, is_dir: bool, tags: list[str]) -> dict
     return {"seconds": time.perf_counter() - t}
 
 
+def host_check(path: str, batch: int, out: str) -> dict:
+    """tf_hosts.host_check's run, in the host's own python: the C API load timed, one run at `batch` on seeded
+    inputs, inputs and outputs saved to `out` (compared with ORT by the caller, which has ORT)."""
+    import numpy as np
+
+    from graphport.runtime import capi
+
+    warm_up("capi")
+    t0 = time.perf_counter()
+    sess = load(path, "capi")
+    load_s = time.perf_counter() - t0
+    feeds = feeds_for(sess.inputs, batch)
+    outputs = sess.run(feeds)
+    np.savez(out, **{f"in:{k}": v for k, v in feeds.items()}, **{f"out:{k}": v for k, v in outputs.items()})
+    return {"load_s": load_s, "tf_version": capi.lib().TF_Version().decode()}
+
+
 def _job(job: dict) -> dict:
     kind = job.get("kind", "bench")
+    if kind == "host_check":
+        return host_check(job["path"], job["batch"], job["out"])
     if kind == "load_phases":
         return load_phases(job["path"], job["backend"])
     if kind == "load_seconds":

@@ -21,7 +21,7 @@ def applicable(path: Path, backends: tuple[str, ...]) -> list[str]:
           "saved_model": {"capi", "session", "tf2", "essentia"}}[kind]
     if graphport_dir:
         ok = ok | {"tf2"}
-    return [b for b in backends if b in ok]
+    return [b for b in backends if b.partition("@")[0] in ok]
 
 
 def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeout: float, onednn: bool,
@@ -30,10 +30,14 @@ def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeo
     row = {"model": str(path), "backend": backend, "onednn": onednn}
     if backend == "essentia":
         return row | _essentia(path, batch_sizes, repeat, timeout)
-    job = json.dumps({"path": str(path), "backend": backend, "batch_sizes": batch_sizes, "repeat": repeat,
+    from graphport.runtime.tf_hosts import host_env, host_python, split_backend
+
+    base, version = split_backend(backend)  # 'capi@2.17': the C API of TF 2.17, in its own venv
+    job = json.dumps({"path": str(path), "backend": base, "batch_sizes": batch_sizes, "repeat": repeat,
                       "auto": auto, "budget": budget})
-    res = run_child(["-m", "graphport.runtime.measure", job], timeout,
-                    {"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"})
+    env = {"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0", **(host_env() if version else {})}
+    res = run_child(["-m", "graphport.runtime.measure", job], timeout, env,
+                    python=host_python(version) if version else None)
     if res.timed_out:
         return row | {"status": f"> {timeout:g} s (timed out)"}
     if res.value is None:

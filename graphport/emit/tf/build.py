@@ -12,6 +12,7 @@ from graphport.emit.tf.compat import legacy_problems, strip_default_attrs
 from graphport.emit.tf.context import EmitContext, tf_name
 from graphport.emit.tf.decline import Decline
 from graphport.emit.tf.registry import lookup
+from graphport.emit.tf.remapper_guard import move_depthwise_bias_past_add
 from graphport.ir.graph import Graph
 
 
@@ -65,6 +66,7 @@ def build_graph_def(graph: Graph) -> Emitted:
                 t = tf.cast(t, tf.as_dtype(want))
             tf.identity(t, name=outputs[name])
     gd = g.as_graph_def()
+    move_depthwise_bias_past_add(gd)  # TF's oneDNN remapper would build an op-less node there (remapper_guard.py)
     strip_default_attrs(gd)
     problems = legacy_problems(gd)
     if problems:
