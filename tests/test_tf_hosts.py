@@ -99,3 +99,21 @@ def test_depthwise_bias_residual_keeps_grappler_quiet(tmp_path, monkeypatch):
     graphport.convert(onnx_path, tmp_path / "plain", verify_outputs=False)
     plain = host_check(tmp_path / "plain" / "model.pb", None, batch=2, onednn=True)
     assert any("empty op name" in line or "No registered ''" in line for line in plain.log_problems)
+
+
+@pytest.mark.hosts
+def test_bench_names_a_host_version(converted):
+    from graphport.tools.benchmark import run_one
+
+    row = run_one(converted["mini_effnet"][1], "capi@2.17", [1], 1, 600, onednn=False)
+    assert row["status"] == "ok" and row["load_s"] > 0 and "1" in row["steady"]
+
+
+def test_unknown_host_version_is_a_usage_error():
+    import argparse
+
+    from graphport.cli._args import backend_list
+
+    assert backend_list("capi,capi@2.17") == ("capi", "capi@2.17")
+    with pytest.raises(argparse.ArgumentTypeError, match="capi@2.17"):
+        backend_list("capi@9.9")
