@@ -87,6 +87,7 @@ def test_raw_wave_keeps_batch_and_samples_dynamic(tmp_path):
     assert {c.dims["samples"] for c in against} >= {4000, *(s["samples"] for s in meta["verified_dim_sizes"])}
     assert {c.batch for c in against} >= {1, 3} and all(c.ok for c in against)
     assert {c.onednn for c in report.verification.checks} == {"on", "off", "vs PyTorch"}
+    assert {c["onednn"] for c in meta["verification"]["checks"]} == {"on", "off", "vs PyTorch"}
 
 
 def test_module_check_catches_an_export_that_baked_a_value_in(tmp_path):
@@ -94,6 +95,14 @@ def test_module_check_catches_an_export_that_baked_a_value_in(tmp_path):
     assert not report.ok and not (tmp_path / "out").exists()
     bad = [c for c in report.verification.checks if not c.ok]
     assert bad and {c.onednn for c in bad} == {"vs PyTorch"}  # ORT runs the same export, so it agrees with it
+
+
+def test_keep_failed_keeps_what_failed_against_the_module(tmp_path):
+    report = graphport.from_torch(Counting(), torch.randn(2, 8), tmp_path / "out", dynamic={"batch": 0},
+                                  keep_failed=True)
+    assert not report.ok and report.out_dir is None and not (tmp_path / "out").exists()
+    meta = json.loads((tmp_path / "out.failed" / "model.json").read_text())
+    assert meta["verification"]["ok"] is False and meta["source"]["torch"]["exporter"] == "dynamo"
 
 
 def test_specialised_dim_is_named(tmp_path):

@@ -35,6 +35,7 @@ def from_torch(module, example_inputs, out: str | os.PathLike, dynamic: Dynamic 
     if not all(isinstance(x, torch.Tensor) for x in examples):
         raise GraphportError("from_torch takes example inputs as tensors (one, or a tuple of them).")
     target = Path(out).absolute()
+    keep_failed = convert_options.get("keep_failed", False)
     with output_lock(target), tempfile.TemporaryDirectory(prefix="graphport-torch-") as scratch:
         if target.exists() and not force:
             raise OutputExists(f"output directory '{target}' already exists; pass force=True to replace it.")
@@ -43,13 +44,18 @@ def from_torch(module, example_inputs, out: str | os.PathLike, dynamic: Dynamic 
         with staging_dir(target) as tmp:
             report = convert(onnx_path, tmp / "out", **convert_options)
             report.warnings[:0] = exported.notes
-            if report.verification is not None and report.out_dir is not None:
-                report.verification.checks += check_against_module(module, examples, exported, tmp / "out",
-                                                                   report)
-            _note_source(tmp / "out", exported)
+            written = report.out_dir  # None where ORT's verification failed (then kept in out.failed, if asked)
+            if written is not None:
+                if report.verification is not None:
+                    report.verification.checks += check_against_module(module, examples, exported, written, report)
+                _note_source(written, exported, report)
             if not report.ok:
+                kept = written or tmp / "out.failed"
+                if keep_failed and kept.exists():
+                    replace_dir(kept, target.with_name(target.name + ".failed"))
+                report.out_dir = None
                 return report
-            replace_dir(tmp / "out", target)
+            replace_dir(written, target)
             report.out_dir = target
     return report
 
@@ -67,17 +73,15 @@ def check_against_module(module, examples: tuple, exported: Exported, folder: Pa
     example_sizes = {d: int(examples[exported.input_names.index(n)].shape[a])
                      for n, dims in exported.axes.items() for a, d in dims.items()}
     leading = {d for dims in exported.axes.values() for a, d in dims.items() if a == 0}
-    cases = [example_sizes, *({**example_sizes, **s} for s in meta.get("verified_dim_sizes") or []),
+    drawn = [example_sizes, *({**example_sizes, **s} for s in meta.get("verified_dim_sizes") or []),
              *({**example_sizes, **dict.fromkeys(leading, b)} for b in (1, 3) if leading)]
+    cases = list({tuple(sorted(s.items())): s for s in drawn}.values())  # each size set once, in order
     graph = IsolatedGraph((folder / "model.pb").read_bytes(), {e["name"]: e["pb"]["op"] for e in meta["inputs"]},
                           {e["name"]: e["pb"]["op"] for e in meta["outputs"]})
     floors = report.verification.noise_floor
-    checks, seen = [], set()
+    checks = []
     try:
         for i, sizes in enumerate(cases):
-            if tuple(sorted(sizes.items())) in seen:
-                continue
-            seen.add(tuple(sorted(sizes.items())))
             feeds = _fresh_inputs(examples, exported, sizes, seed=100 + i)
             try:
                 with torch.no_grad():
@@ -124,16 +128,16 @@ def _flatten(result) -> list:
     return [result]
 
 
-def _note_source(folder: Path, exported: Exported) -> None:
-    """model.json records that the ONNX came from PyTorch, and through which exporter."""
+def _note_source(folder: Path, exported: Exported, report: ConversionReport) -> None:
+    """model.json records that the ONNX came from PyTorch, through which exporter, and the verification with the
+    rows against the module, which ran after convert wrote it."""
     meta = model_json.read(folder)
     meta["source"]["torch"] = {"exporter": exported.exporter,
                                "dynamic": {n: {str(a): d for a, d in dims.items()} for n, dims in exported.axes.items()}}
-    inputs, outputs = meta.pop("inputs"), meta.pop("outputs")
-    producer = meta.pop("producer")
-    for key in ("schema", "graphport_version"):
-        meta.pop(key)
-    model_json.write(folder, producer, inputs, outputs, **meta)
+    if report.verification is not None:
+        meta["verification"] = report.verification.to_json()
+    meta["warnings"] = report.warnings
+    model_json.rewrite(folder, meta)
 
 
 def load_pt2(path: str | os.PathLike) -> tuple[object, tuple, Dynamic]:

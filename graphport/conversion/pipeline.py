@@ -81,14 +81,15 @@ def convert(model: str | os.PathLike | onnx.ModelProto, out_dir: str | os.PathLi
     with output_lock(out):
         if out.exists() and not force:
             raise OutputExists(f"output directory '{out}' already exists; pass force=True to replace it.")
-        pins = Pins(fix_inputs or {}, fix_dims or {}, verify_dims or {}, tflite)
+        pins = Pins(fix_inputs or {}, fix_dims or {}, verify_dims or {})
         if tflite:
             require_extra("tflite", "graphport convert --tflite")
         packaging = packaging or essentia_metadata.Packaging()
         if packaging.name is None:  # Essentia names a model after its file
             stem = Path(model).stem if not isinstance(model, onnx.ModelProto) else (model.graph.name or "model")
             packaging = dataclasses.replace(packaging, name=stem)
-        report = _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol, pins, packaging)
+        report = _convert(model, out, start, batch_sizes, verify_outputs, keep_failed, atol, rtol, pins, packaging,
+                          tflite)
         if report.out_dir is not None and packaging.path is not None:
             essentia_metadata.write(packaging.path, report.essentia)
         return report
@@ -101,18 +102,19 @@ class Pins:
     inputs: dict[str, np.ndarray]
     dims: dict[str, int]
     verify_dims: dict[str, tuple[int, ...]]
-    tflite: bool = False  # also write model.tflite
 
 
 def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verify_outputs: bool, keep_failed: bool,
-             atol: float, rtol: float, pins: Pins, packaging: essentia_metadata.Packaging) -> ConversionReport:
+             atol: float, rtol: float, pins: Pins, packaging: essentia_metadata.Packaging,
+             tflite: bool) -> ConversionReport:
     proto, onnx_bytes = load_model(model, second_opinion=reference_session)
     source = Path(model).read_bytes() if not isinstance(model, onnx.ModelProto) else onnx_bytes
     if pins.inputs or pins.dims:  # ORT must verify against the same specialised model
         proto = fix_dims(fix_inputs(proto, pins.inputs), pins.dims)
         onnx_bytes = proto.SerializeToString()
     graph = to_ir(proto)
-    purposes = essentia_metadata.output_purposes(_output_descriptions(proto, graph), packaging)  # a bad flag fails now
+    described = _output_descriptions(proto, graph)
+    purposes = essentia_metadata.output_purposes(described, packaging)  # a bad --output-purpose fails now
     if verify_outputs:  # a valid model: TF's import in the workers overlaps with everything below
         for setting in ONEDNN_SETTINGS:
             worker(setting)
@@ -138,12 +140,13 @@ def _convert(model, out: Path, start: float, batch_sizes: tuple[int, ...], verif
             result = verify(onnx_bytes, graph, emitted.graph_def, (emitted.inputs, emitted.outputs), batch_sizes,
                             atol, rtol, dims=dims, cases=cases, reference=reference) if verify_outputs else None
             names = saving.result()
-        unsupported = _write_tflite(tmp, result, cases, reference, graph, atol, rtol) if pins.tflite else None
+        unsupported = _write_tflite(tmp, result, cases, reference, graph, atol, rtol) if tflite else None
         report = ConversionReport(None, 0.0, onnx_ops, tf_ops, result,
                                   warnings=graph.notes + _doctor_warnings(tmp) + _tflite_warnings(unsupported))
         report.seconds = time.perf_counter() - start
         report.metadata = _write_metadata(tmp, graph, emitted, names, source, proto, report, pins, dims, unsupported)
-        report.essentia = _write_essentia(tmp, report.metadata, proto, graph, packaging, purposes)
+        ops = {name: op for name, op, _ in described}
+        report.essentia = _write_essentia(tmp, report.metadata, ops, packaging, purposes)
         if not report.ok:
             if keep_failed:
                 replace_dir(tmp, out.with_name(out.name + ".failed"))
@@ -160,12 +163,12 @@ def _output_descriptions(proto: onnx.ModelProto, graph) -> list[tuple[str, str |
             for n in graph.outputs]
 
 
-def _write_essentia(folder: Path, meta: dict, proto: onnx.ModelProto, graph, packaging: essentia_metadata.Packaging,
+def _write_essentia(folder: Path, meta: dict, ops: dict[str, str], packaging: essentia_metadata.Packaging,
                     purposes: dict[str, str]) -> dict:
-    """Essentia's metadata JSON for the frozen graph: its names are model.pb's ops, as Essentia's are its .pb's."""
+    """Essentia's metadata JSON for the frozen graph: its names are model.pb's ops, as Essentia's are its .pb's;
+    `ops` is the ONNX op computing each output."""
     import tensorflow as tf
 
-    ops = {n: op for n, op, _ in _output_descriptions(proto, graph)}
     inputs = [essentia_metadata.tensor_entry(e["pb"]["op"], e["dtype"], e["shape"]) for e in meta["inputs"]]
     outputs = [essentia_metadata.tensor_entry(e["pb"]["op"], e["dtype"], e["shape"], ops[e["name"]],
                                               purposes[e["name"]]) for e in meta["outputs"]]

@@ -89,18 +89,12 @@ class ModuleStack:
     def where(self) -> str:
         return self.stack[-1] if self.stack else "<root>"
 
-    def close(self) -> None:
+    def __enter__(self) -> ModuleStack:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
         for h in self.handles:
             h.remove()
-
-
-@contextlib.contextmanager
-def watching(module) -> Iterator[ModuleStack]:
-    stack = ModuleStack(module)
-    try:
-        yield stack
-    finally:
-        stack.close()
 
 
 def export(module, example_inputs: tuple, path: Path, dynamic: Dynamic | None, opset: int | None = None) -> Exported:
@@ -144,7 +138,7 @@ def _legacy(module, example_inputs: tuple, path: Path, names: list[str], axes: d
             bools.append(stack.where())
 
     dynamic = {n: dict(axes[n]) for n in names if axes[n]}
-    with watching(module) as stack, warnings.catch_warnings(), _quiet_torch():
+    with ModuleStack(module) as stack, warnings.catch_warnings(), _quiet_torch():
         warnings.simplefilter("always")
         warnings.showwarning = record
         try:
@@ -161,14 +155,11 @@ def _legacy(module, example_inputs: tuple, path: Path, names: list[str], axes: d
 
 def _refuse_specialised(error: Exception, axes: dict[str, dict[int, str]]) -> None:
     """torch.export's 'inferred a static shape of N for dimension inputs['x'].shape[k]', as the user's dim names."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    found = re.findall(r"static shape of (\d+) for dimension inputs\['(\w+)'\]\.shape\[(\d+)\]", text)
+    found = re.findall(r"static shape of (\d+) for dimension inputs\['(\w+)'\]\.shape\[(\d+)\]", _plain(error))
     named = [f"'{axes[n][int(a)]}' (input '{n}' axis {a} must be {size})" for size, n, a in found
              if int(a) in axes.get(n, {})]
     if named:
-        raise TorchExportError(f"the module specialises dynamic dim {', '.join(named)}: torch.export found that its "
-                               "code makes that size a constant (a reshape to a literal size, a shape read into "
-                               "Python arithmetic). Make the size follow the input, or leave the dim static.")
+        raise _specialised(named, "torch.export")
 
 
 def _rename_and_check(path: Path, axes: dict[str, dict[int, str]], exporter: str) -> None:
@@ -184,9 +175,7 @@ def _rename_and_check(path: Path, axes: dict[str, dict[int, str]], exporter: str
             elif d.dim_param and d.dim_param != name:
                 renames[d.dim_param] = name
     if fixed:
-        raise TorchExportError(f"the {exporter} export specialised dynamic dim {', '.join(fixed)}: the module's "
-                               "code makes that size a constant (a reshape to a literal size, a shape read into "
-                               "Python arithmetic). Make the size follow the input, or leave the dim static.")
+        raise _specialised(fixed, f"the {exporter} export")
     if renames:
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, renames)) + r")\b")
         values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
@@ -197,9 +186,20 @@ def _rename_and_check(path: Path, axes: dict[str, dict[int, str]], exporter: str
         onnx.save(model, str(path))
 
 
+def _specialised(dims: list[str], found_by: str) -> TorchExportError:
+    return TorchExportError(f"the module specialises dynamic dim {', '.join(dims)} ({found_by} made that size a "
+                            "constant: the module's code fixes it, by a reshape to a literal size or a shape read "
+                            "into Python arithmetic). Make the size follow the input, or leave the dim static.")
+
+
+def _plain(e: BaseException) -> str:
+    """An exporter's message without its terminal colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+
+
 def _summary(e: BaseException) -> str:
     """One line of what a torch exporter said: its 'Exception summary' line when there is one."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    text = _plain(e)
     found = re.search(r"## Exception summary\s+(.+)", text)
     line = (found.group(1) if found else (text.strip().splitlines() or [type(e).__name__])[0]).strip()
     return line[:400]

@@ -4,7 +4,7 @@ Why: an Essentia user reads a model's input and output names, its classes and th
 it with from that JSON (`discogs-effnet-bs64-1.pb` + `discogs-effnet-bs64-1.json`), never from graphport's own
 `model.json`. `convert` writes one (`model.essentia.json` in the output folder, or where `--essentia-json` says)
 and `predict` reads one lying beside a `.pb`, so a model packaged the way Essentia packages its own runs with no
-flags. One writer (`build` + `write`) and one reader (`read`, `find_beside`); the layout is in docs/model_json.md.
+flags. One writer (`build` + `write`) and one reader (`read`, `read_beside`); the layout is in docs/model_json.md.
 
 Essentia publishes fixed shapes only (batch 64). graphport keeps dims dynamic, so a dynamic dim is written as -1
 (TF's own notation for an unknown dim, so that readers doing arithmetic on shapes still get integers) and its name
@@ -143,16 +143,13 @@ def read_classes(path: str | os.PathLike) -> list[str]:
     return labels
 
 
-def find_beside(model: str | os.PathLike) -> Path | None:
-    """The Essentia JSON that goes with `model` (a .pb or a graphport output folder), if there is one: X.json
+def read_beside(model: str | os.PathLike) -> EssentiaMetadata | None:
+    """The Essentia JSON that goes with `model` (a .pb or a graphport output folder), read, if there is one: X.json
     beside X.pb as Essentia names it (when it is an Essentia JSON, not graphport's model.json), else
     X.essentia.json, or the output folder's FILENAME."""
     p = Path(model)
     candidates = [p / FILENAME] if p.is_dir() else [p.with_suffix(".json"), p.with_suffix(".essentia.json")]
-    for c in candidates:
-        if c.is_file() and _is_essentia(c):
-            return c
-    return None
+    return next((read(c) for c in candidates if c.is_file() and _is_essentia(c)), None)
 
 
 def read(path: str | os.PathLike) -> EssentiaMetadata:

@@ -40,6 +40,13 @@ def write(folder: str | os.PathLike, producer: str, inputs: list[dict], outputs:
     return write_file(Path(folder) / FILENAME, json.dumps(meta, indent=2, default=str) + "\n")
 
 
+def rewrite(folder: str | os.PathLike, meta: dict) -> Path:
+    """Write back a model.json read with `read` and amended by a later step (the schema tag, producer and version
+    are written again as `write` writes them)."""
+    extra = {k: v for k, v in meta.items() if k not in ("schema", "producer", "graphport_version", "inputs", "outputs")}
+    return write(folder, meta["producer"], meta["inputs"], meta["outputs"], **extra)
+
+
 def is_output_folder(path: str | os.PathLike) -> bool:
     return Path(path).is_dir() and (Path(path) / FILENAME).is_file()
 

@@ -102,10 +102,9 @@ def patching(req: PredictRequest) -> tuple[int, int, str]:
     from graphport.audio import LAST_PATCH_MODES, PATCH_HOP, PATCH_SIZE
     from graphport.audio.essentia_algorithms import patching_for
     from graphport.core.errors import GraphportError
-    from graphport.core.essentia_metadata import find_beside, read
+    from graphport.core.essentia_metadata import read_beside
 
-    found = find_beside(req.model) if Path(req.model).exists() else None
-    meta = read(found) if found else None
+    meta = read_beside(req.model) if Path(req.model).exists() else None
     given = req.patch_size is not None and req.patch_hop is not None
     defaults = patching_for(meta.algorithm, meta.sample_rate, given) if meta else None
     size = req.patch_size or (defaults.patch_size if defaults else PATCH_SIZE)

@@ -46,9 +46,9 @@ def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
         return _saved_model(p)
     if p.suffix == ".onnx":
         return _onnx(p)
-    packaged = essentia_metadata.find_beside(p) if p.suffix == ".pb" else None
+    packaged = essentia_metadata.read_beside(p) if p.suffix == ".pb" else None
     if packaged is not None:  # a .pb packaged as Essentia packages its models: the JSON names what to feed and fetch
-        return _from_essentia(p, essentia_metadata.read(packaged))
+        return _from_essentia(p, packaged)
     if p.suffix in (".pb", ".pbtxt") or p.is_file():
         return _graph_def(p)
     raise GraphportError(f"'{p}' is neither an .onnx file, a .pb GraphDef nor a SavedModel directory.")

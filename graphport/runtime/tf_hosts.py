@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,6 @@ class HostCheck:
 def host_check(artifact: Path, version: str | None, batch: int, onednn: bool, timeout: float = 600.0) -> HostCheck:
     """Load `artifact` (a graphport folder's model.pb or saved_model/) through the C API of TF `version` (None: the
     installed wheel) in a fresh process, and run it once at `batch` on seeded inputs."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="graphport-host-") as tmp:
         out = Path(tmp) / "run.npz"
         job = json.dumps({"kind": "host_check", "path": str(artifact), "batch": batch, "out": str(out)})

@@ -37,14 +37,14 @@ def installed_version(python: Path, dist: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def python311() -> str:
-    """A Python 3.11 to build venvs with: the cp311 wheels (essentia-tensorflow) need it."""
+def python311(error: type[GraphportError] = GraphportError) -> str:
+    """A Python 3.11 to build venvs with: the cp311 wheels (essentia-tensorflow) need it; `error` if there is none."""
     if sys.version_info[:2] == (3, 11):
         return sys.executable
     found = shutil.which("python3.11")
     if not found:
-        raise GraphportError("the host venvs need python3.11 (essentia-tensorflow ships cp311 wheels only), and no "
-                             "python3.11 was found.")
+        raise error("the host venvs need python3.11 (essentia-tensorflow ships cp311 wheels only), and no "
+                    "python3.11 was found.")
     return found
 
 
@@ -61,7 +61,7 @@ def ensure_venv(venv: Path, requirements: list[str], dist: str, version: str,
             return python
         tmp = Path(tempfile.mkdtemp(prefix=f".{venv.name}.tmp-", dir=venv.parent))
         try:
-            steps = [[python311(), "-m", "venv", str(tmp)],
+            steps = [[python311(error), "-m", "venv", str(tmp)],
                      [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
                       *requirements]]
             for cmd in steps:
