@@ -156,11 +156,13 @@ def print_report(console: Console, report) -> None:
     sized = any(c.dims for c in v.checks)
     for col in ("oneDNN / run", "batch", *(("dims",) if sized else ()), "output", "max abs", "max rel", ""):
         t.add_column(col)
-    for c in v.checks:
+    for c in v.checks + v.bf16.checks:
         dims = (" ".join(f"{k}={n}" for k, n in c.dims.items()),) if sized else ()
-        t.add_row(c.onednn, str(c.batch), *dims, c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}",
-                  "[green]ok[/]" if c.ok else "[red]FAIL[/]")
+        verdict = ("[green]ok[/]" if c.ok else "[red]FAIL[/]") if c.onednn != "bf16" else \
+            ("[green]ok[/]" if c.ok else "[yellow]over[/]")
+        t.add_row(c.onednn, str(c.batch), *dims, c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", verdict)
     console.print(t)
+    console.print(_bf16_line(v.bf16), highlight=False)
     for sizes, reasons in zip(meta.get("verified_dim_sizes") or [], meta.get("verified_dim_reasons") or []):
         for d, why in reasons.items():
             console.print(f"verified at {d}={sizes[d]}: {escape(why)}", highlight=False)
@@ -170,3 +172,14 @@ def print_report(console: Console, report) -> None:
         console.print(f"[bold red]oneDNN {f.onednn}:[/] {escape(f.message)}", highlight=False)
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+
+
+def _bf16_line(bf16) -> str:
+    """What the bf16 rows mean: they are reported, not required, and decide what `--precision auto` picks."""
+    if bf16.ok is None:
+        return f"bf16 not measured: {escape(bf16.reason or '')}."
+    bound = f"{bf16.factor:g} bf16 epsilons of each output's scale"
+    if bf16.ok:
+        return f"bf16 (oneDNN's rewrite, reported only): within {bound}; --precision bf16 or auto may be used."
+    why = f" ({escape(bf16.reason)})" if bf16.reason else ""
+    return f"[yellow]bf16 (reported only) moves outputs beyond {bound}{why}: --precision auto keeps fp32.[/]"

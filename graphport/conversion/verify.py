@@ -17,6 +17,10 @@ Quantized models get a floor in quantization steps as well (`QUANT_STEPS`): a fl
 (Conv2D's summation order, Sigmoid's last bit) now and then puts a value on the other side of a rounding boundary,
 and the one-step jump travels on. ORT's own sessions disagree that way by up to 7 steps (docs/quantization.md),
 while a wrong layout or scale is off by a large part of the output's range.
+
+bf16 (runtime/precision.py) is measured too where the CPU runs it, and only reported: the fp32 graph is what is
+proven, and `--precision auto` keeps fp32 for a model whose bf16 outputs leave `BF16_FACTOR` bf16 epsilons of their
+scale (max |ORT|). The seed B0 moved by 1.7 epsilons that way (8.1e-3 on outputs of 0.61).
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ import numpy as np
 from graphport.conversion.dim_sizes import DimPlan
 from graphport.core.errors import GraphportError
 from graphport.ir.graph import Graph
+from graphport.runtime.capi import session_config
 from graphport.runtime.feeds import batch_symbols, seeded_feeds
 from graphport.runtime.isolated import GraphRunError, IsolatedGraph, KernelCrash, onednn_label
 from graphport.runtime.model_info import IOInfo
+from graphport.runtime.precision import BF16_EPS, bf16_obstacle
 from graphport.runtime.reference import reference_session
 
 DEFAULT_BATCH_SIZES = (1, 3, 64)
@@ -40,6 +46,7 @@ SCALE_RTOL = 1e-5
 NOISE_FACTOR = 8.0
 NOISE_ROWS = 16  # rows of the largest batch that ORT also runs unoptimised: enough to see the model's float noise
 QUANT_STEPS = 4  # measured: at most 3.0 output steps from ORT on the quantized example EfficientNets
+BF16_FACTOR = 4.0  # bf16 epsilons of an output's scale that bf16 may move it by
 QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                        "MatMulInteger", "ConvInteger"})
 
@@ -65,6 +72,18 @@ class RunFailure:
 
 
 @dataclass
+class Bf16Verdict:
+    """The graph with oneDNN's bf16 rewrite against ORT's fp32: `ok` None where it did not run (`reason` says why);
+    `tolerance` per output is BF16_FACTOR * BF16_EPS * its scale, plus its fp32 floor."""
+
+    ok: bool | None = None
+    reason: str | None = None
+    factor: float = BF16_FACTOR
+    tolerance: dict[str, float] = field(default_factory=dict)
+    checks: list[OutputCheck] = field(default_factory=list)
+
+
+@dataclass
 class VerifyResult:
     checks: list[OutputCheck] = field(default_factory=list)
     failures: list[RunFailure] = field(default_factory=list)
@@ -73,6 +92,7 @@ class VerifyResult:
     noise_floor: dict[str, float] = field(default_factory=dict)
     atol: float = 1e-4
     rtol: float = 1e-3
+    bf16: Bf16Verdict = field(default_factory=Bf16Verdict)
 
     @property
     def ok(self) -> bool:
@@ -156,9 +176,13 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
     reference = reference or start_reference(onnx_bytes, graph, cases)
     feeds, singles, sizes, variants, big, rows, batch = (cases.feeds, cases.singles, cases.sizes, cases.variants,
                                                          cases.big, cases.rows, cases.batch)
-    with ThreadPoolExecutor(len(settings)) as pool:
+    bf16_reason = bf16_obstacle(onednn=True) if True in settings else "oneDNN on was not among the settings verified"
+    with ThreadPoolExecutor(len(settings) + 1) as pool:
         jobs = {s: pool.submit(_tf_run, graph_def, tf_names, s, feeds, singles) for s in settings}
+        bf16_job = None if bf16_reason else pool.submit(_tf_run, graph_def, tf_names, True, feeds, {},
+                                                        session_config(bf16=True))
         runs = {s: j.result() for s, j in jobs.items()}
+        bf16_run = bf16_job.result() if bf16_job else None
     refs, ref_singles, unfused = reference.result()
     out_axes = {n: _batch_axis(graph.values[n].shape if n in graph.values else None, batch,
                                [(b, refs[(b, 0)][n]) for b in sizes]) for n in graph.outputs}
@@ -175,6 +199,7 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
                     + [_max_abs(unfused[name], _rows(refs[big][name], ax, 0, NOISE_ROWS))])
         floors[name] = max(SCALE_RTOL * scale, NOISE_FACTOR * noise,
                            _step_floor(steps[name], refs[big][name]) if name in steps else 0.0)
+    result.bf16 = _bf16_verdict(bf16_run, bf16_reason, refs, graph.outputs, variants, floors)
     for setting, (got, got_singles, failure) in runs.items():
         label = onednn_label(setting)
         if failure is not None:
@@ -192,6 +217,25 @@ def verify(onnx_bytes: bytes, graph: Graph, graph_def, tf_names: tuple[dict, dic
                 result.batch_invariance = max(result.batch_invariance, d)
                 result.batch_invariance_ok &= ok
     return result
+
+
+def _bf16_verdict(run: tuple | None, reason: str | None, refs: dict, outputs: list[str], variants: list[dict],
+                  floors: dict[str, float]) -> Bf16Verdict:
+    if run is None:
+        return Bf16Verdict(reason=reason)
+    got, _, failure = run
+    if failure is not None:
+        return Bf16Verdict(False, f"bf16 run failed, {failure.message}")
+    verdict = Bf16Verdict(True)
+    for name in outputs:
+        scale = max((_max_abs(refs[c][name]) for c in got), default=0.0)
+        verdict.tolerance[name] = BF16_FACTOR * BF16_EPS * scale + floors[name]
+    for case, values in got.items():
+        for name in outputs:
+            max_abs, max_rel, ok = compare(refs[case][name], values[name], verdict.tolerance[name], 0.0)
+            verdict.checks.append(OutputCheck(case[0], name, "bf16", max_abs, max_rel, ok, variants[case[1]]))
+            verdict.ok &= ok
+    return verdict
 
 
 def quantization_steps(graph: Graph) -> dict[str, float | None]:
@@ -284,11 +328,12 @@ def _ort_run(onnx_bytes: bytes, outputs: list[str], feeds: dict[tuple, dict], si
 
 
 def _tf_run(graph_def, tf_names: tuple[dict, dict], onednn: bool, feeds: dict[tuple, dict],
-            singles: dict[int, dict]) -> tuple[dict, dict, RunFailure | None]:
-    """Outputs per batch size and per single row, in a worker with `onednn`; stops at the first crash or error."""
+            singles: dict[int, dict], config: bytes | None = None) -> tuple[dict, dict, RunFailure | None]:
+    """Outputs per batch size and per single row, in a worker with `onednn` and a session with `config`; stops at
+    the first crash or error."""
     got, got_singles, batch = {}, {}, None
     try:
-        runner = IsolatedGraph(graph_def, *tf_names, onednn=onednn)
+        runner = IsolatedGraph(graph_def, *tf_names, onednn=onednn, config=config)
         try:
             for case, f in feeds.items():
                 batch = case[0]

@@ -5,6 +5,7 @@ Backends: `capi` (the TF C API through ctypes, what C/C++ hosts do), `session` (
 Feeds and results are keyed by the user-facing names of `ModelInfo` (the ONNX names for graphport output).
 `threads` (where given) sizes the backend's intra-op pool, with inter-op 1, so that a host that runs other work
 (predict's front end) can keep the model within a core budget instead of TF's default of every core.
+`precision` bf16 (the TF backends, where the CPU has it) turns on oneDNN's bfloat16 rewrite (runtime/precision.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from graphport.core.errors import GraphportError
 from graphport.runtime.model_info import IOInfo, ModelInfo, resolve
+from graphport.runtime.precision import TF_BACKENDS, choose
 
 BACKENDS = ("capi", "session", "tf2", "onnxruntime", "essentia")
 
@@ -23,8 +25,8 @@ BACKENDS = ("capi", "session", "tf2", "onnxruntime", "essentia")
 class Session:
     backend = ""
 
-    def __init__(self, info: ModelInfo):
-        self.info = info
+    def __init__(self, info: ModelInfo, precision: str = "fp32"):
+        self.info, self.precision = info, precision
 
     @property
     def inputs(self) -> list[IOInfo]:
@@ -96,11 +98,11 @@ class Session:
 class CAPIBackend(Session):
     backend = "capi"
 
-    def __init__(self, info: ModelInfo, threads: int | None = None):
-        from graphport.runtime.capi import CAPISession, session_config
+    def __init__(self, info: ModelInfo, threads: int | None = None, precision: str = "fp32"):
+        from graphport.runtime.capi import CAPISession
 
-        super().__init__(info)
-        self.sess = CAPISession(info.path, config=session_config(threads, 1) if threads else None)
+        super().__init__(info, precision)
+        self.sess = CAPISession(info.path, config=own_config(threads, precision))
 
     def _run(self, feeds):
         return self.named(self.sess.run(self.tensor_feeds(feeds), self.fetches))
@@ -114,14 +116,13 @@ class CAPIBackend(Session):
 class TFSessionBackend(Session):
     backend = "session"
 
-    def __init__(self, info: ModelInfo, threads: int | None = None):
+    def __init__(self, info: ModelInfo, threads: int | None = None, precision: str = "fp32"):
         import tensorflow as tf
 
-        from graphport.runtime.capi import session_config
-
-        super().__init__(info)
+        super().__init__(info, precision)
         self.graph = tf.Graph()
-        config = tf.compat.v1.ConfigProto.FromString(session_config(threads, 1)) if threads else None
+        config = own_config(threads, precision)
+        config = tf.compat.v1.ConfigProto.FromString(config) if config else None
         self.sess = tf.compat.v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():
             if info.kind == "saved_model":
@@ -141,15 +142,17 @@ class TFSessionBackend(Session):
 class TF2Backend(Session):
     backend = "tf2"
 
-    def __init__(self, info: ModelInfo, threads: int | None = None):
+    def __init__(self, info: ModelInfo, threads: int | None = None, precision: str = "fp32"):
         import tensorflow as tf
 
-        super().__init__(info)
+        super().__init__(info, precision)
         if info.kind != "saved_model":
             raise GraphportError("the tf2 backend loads SavedModels; use capi or session for a .pb.")
         if threads:  # process-wide in TF2, and only before its runtime starts: a later change raises RuntimeError
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
+        # process-wide too: every function traced from now on gets the rewrite, or loses it
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": precision == "bf16"})
         self.model = tf.saved_model.load(str(info.path))
         self.fn = self.model.signatures["serving_default"]
         self.args = {i.name: a for i, a in zip(self.inputs, sorted(self.fn.structured_input_signature[1]))}
@@ -225,9 +228,11 @@ def warm_up(backend: str) -> None:
         import onnxruntime  # noqa: F401
 
 
-def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None) -> Session:
+def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
+         precision: str = "fp32") -> Session:
     """Open `path` with `backend` ('auto': onnxruntime for .onnx, tf2 for a SavedModel, capi for a .pb); `threads`
-    sizes its intra-op pool (None: the backend's default, every core). The essentia backend takes no budget."""
+    sizes its intra-op pool (None: the backend's default, every core). The essentia backend takes no budget.
+    `precision` is fp32, bf16 or auto (runtime/precision.py); the session's `precision` says which it got."""
     p = Path(path)
     kind = "saved_model" if backend == "tf2" else None
     info = resolve(p, kind)
@@ -239,4 +244,15 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
         raise GraphportError(f"backend '{backend}' cannot run a {info.kind} model.")
     if threads and backend == "essentia":
         raise GraphportError("the essentia backend runs in Essentia's own process and takes no thread budget.")
+    chosen = choose(precision, backend, verified=info.bf16_ok)
+    if backend in TF_BACKENDS:
+        return _CLASSES[backend](info, threads, chosen)
     return _CLASSES[backend](info, threads) if threads else _CLASSES[backend](info)
+
+
+def own_config(threads: int | None, precision: str) -> bytes | None:
+    """The ConfigProto of a session graphport opens (None: the host's defaults, as when nothing is asked)."""
+    from graphport.runtime.capi import session_config
+
+    bf16 = precision == "bf16"
+    return session_config(threads, 1 if threads else None, bf16) if threads or bf16 else None

@@ -88,9 +88,10 @@ class _Status:
             lib().TF_DeleteStatus(self.ptr)
 
 
-def session_config(intra_op: int, inter_op: int) -> bytes:
+def session_config(intra_op: int | None = None, inter_op: int | None = None, bf16: bool = False) -> bytes:
     """A serialized `tensorflow.ConfigProto` for graphport's own inference sessions (`predict`, and any backend given
-    a thread budget): the two thread pools' sizes, and a Grappler that skips what cannot help a converted graph.
+    a thread budget or a precision): the two thread pools' sizes (None: TF's default), a Grappler that skips what
+    cannot help a converted graph, and with `bf16` oneDNN's bfloat16 rewrite (runtime/precision.py).
 
     Grappler runs once, at a session's first run, and costs more than a steady batch of the seed B0 (0.51-0.58 s
     against 0.10 s at batch 64 with oneDNN on). Of that: the layout optimizer (it turns NCHW graphs into NHWC ones,
@@ -101,7 +102,7 @@ def session_config(intra_op: int, inter_op: int) -> bytes:
     Written by hand so that choosing threads costs no `tensorflow` or protobuf import: `predict` on a converted model
     needs only the two shared libraries. ConfigProto fields 2 and 5 are the pools; 10 is GraphOptions, whose field
     10 is RewriterConfig: layout_optimizer (1) = OFF (2), memory_optimization (4) = NO_MEM_OPT (1),
-    meta_optimizer_iterations (12) = ONE (1).
+    meta_optimizer_iterations (12) = ONE (1), auto_mixed_precision_onednn_bfloat16 (31) = ON (1).
     """
     def varint(n: int) -> bytes:
         out = bytearray()
@@ -117,8 +118,9 @@ def session_config(intra_op: int, inter_op: int) -> bytes:
     def message(field: int, body: bytes) -> bytes:  # wire type 2
         return varint(field << 3 | 2) + varint(len(body)) + body
 
-    rewriter = number(1, 2) + number(4, 1) + number(12, 1)
-    return number(2, intra_op) + number(5, inter_op) + message(10, message(10, rewriter))
+    rewriter = number(1, 2) + number(4, 1) + number(12, 1) + (number(31, 1) if bf16 else b"")
+    pools = (number(2, intra_op) if intra_op else b"") + (number(5, inter_op) if inter_op else b"")
+    return pools + message(10, message(10, rewriter))
 
 
 class CAPISession:

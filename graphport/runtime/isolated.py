@@ -58,11 +58,11 @@ class GraphRunner:
     outputs of a dtype the C API binding does not map (bfloat16, float8, strings) go through tf.compat.v1 instead,
     imported only then."""
 
-    def __init__(self, graph_def: bytes, inputs: dict[str, str], outputs: dict[str, str]):
+    def __init__(self, graph_def: bytes, inputs: dict[str, str], outputs: dict[str, str], config: bytes | None = None):
         from graphport.runtime.capi import CAPISession
 
-        self.graph_def, self.inputs, self.outputs = graph_def, inputs, outputs
-        self.session = CAPISession(graph_def)
+        self.graph_def, self.inputs, self.outputs, self.config = graph_def, inputs, outputs, config
+        self.session = CAPISession(graph_def, config=config)
         self.python_session = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -87,7 +87,8 @@ class GraphRunner:
             graph = tf.Graph()
             with graph.as_default():
                 tf.graph_util.import_graph_def(graph_def, name="")
-            self.python_session = tf.compat.v1.Session(graph=graph)
+            config = tf.compat.v1.ConfigProto.FromString(self.config) if self.config else None
+            self.python_session = tf.compat.v1.Session(graph=graph, config=config)
         return self.python_session
 
     def close(self) -> None:
@@ -175,14 +176,15 @@ def shutdown() -> None:
 
 
 class IsolatedGraph:
-    """A GraphDef loaded in a pooled worker; `run` has GraphRunner's interface but raises KernelCrash on a crash."""
+    """A GraphDef loaded in a pooled worker; `run` has GraphRunner's interface but raises KernelCrash on a crash.
+    `config` is a serialized ConfigProto for its session (capi.session_config)."""
 
     def __init__(self, graph_def, inputs: dict[str, str], outputs: dict[str, str], onednn: bool | None = None,
-                 timeout: float | None = 1800.0):
+                 timeout: float | None = 1800.0, config: bytes | None = None):
         data = graph_def if isinstance(graph_def, bytes) else graph_def.SerializeToString()
         self.inputs, self.outputs, self.timeout = inputs, outputs, timeout
         self.worker = worker(onednn)
-        self.key = self.worker.call(("load", data, inputs, outputs), timeout)
+        self.key = self.worker.call(("load", data, inputs, outputs, config), timeout)
         self._finalizer = weakref.finalize(self, self.worker.dropped.append, self.key)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -238,7 +240,7 @@ def _serve() -> None:
         try:
             if request[0] == "load":
                 reply = next(keys)
-                runners[reply] = GraphRunner(request[1], request[2], request[3])
+                runners[reply] = GraphRunner(*request[1:])
             elif request[0] == "run":
                 reply = runners[request[1]].run(request[2])
             else:

@@ -28,6 +28,7 @@ class ModelInfo:
     path: Path
     inputs: list[IOInfo] = field(default_factory=list)
     outputs: list[IOInfo] = field(default_factory=list)
+    bf16_ok: bool | None = None  # model.json's bf16 verdict (conversion/verify.py); None: not measured
 
 
 def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
@@ -56,9 +57,10 @@ def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
 
 def _from_folder(folder: Path, kind: str) -> ModelInfo:
     meta = model_json.read(folder)
+    bf16 = (meta.get("verification") or {}).get("bf16") or {}
     return ModelInfo(kind, model_json.artifact_path(folder, kind),
                      *[[IOInfo(e["name"], e["shape"], e["dtype"] or "float32", e[kind]["tensor"])
-                        for e in meta[side]] for side in ("inputs", "outputs")])
+                        for e in meta[side]] for side in ("inputs", "outputs")], bf16.get("ok"))
 
 
 _ESSENTIA_DTYPES = {v: k for k, v in essentia_metadata.ESSENTIA_TYPES.items()}
