@@ -137,3 +137,11 @@ def thread_budget(text: str) -> tuple[int, int]:
     if not 1 <= len(sizes) <= 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"expected MODEL[,FRONTEND] thread counts >= 1, e.g. 2 or 2,1; got '{text}'")
     return sizes[0], sizes[1] if len(sizes) == 2 else 1
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    """`--precision`, for the commands whose TF sessions graphport opens (runtime/precision.py has the rules)."""
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="what the TF sessions compute in: fp32 (equal to ONNX Runtime), bf16 (oneDNN's bfloat16 "
+                             "rewrite; needs a CPU with AVX-512 BF16 or AMX and oneDNN on), or auto (bf16 where it "
+                             "runs and the model's conversion found it within tolerance, else fp32)")

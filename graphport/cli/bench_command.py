@@ -6,7 +6,15 @@ import argparse
 
 from rich.console import Console
 
-from graphport.cli._args import BACKEND_NAMES, backend_list, batch_sizes, command, positive_float, positive_int
+from graphport.cli._args import (
+    BACKEND_NAMES,
+    add_precision,
+    backend_list,
+    batch_sizes,
+    command,
+    positive_float,
+    positive_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     b.add_argument("--memory-budget", type=positive_float, metavar="GIB",
                    help="GiB of peak process memory for --batch auto (default: half the free memory)")
     b.add_argument("--trust", action="store_true", help="go on although a TF model has file/network/code ops")
+    add_precision(b)
     return b
 
 
@@ -53,7 +62,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     auto = args.batch == "auto"
     sizes = [0] if auto else list(args.batch_sizes)
     budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
-    rows = bench(models, args.backends, sizes, args.repeat, args.timeout, onednn, console, auto, budget)
+    rows = bench(models, args.backends, sizes, args.repeat, args.timeout, onednn, console, auto, budget,
+                 args.precision)
     if not rows:  # an empty table with exit 0 would read as success
         raise GraphportError(f"nothing to measure: none of the backends {', '.join(args.backends)} runs "
                              f"{', '.join(m.name for m in models)} (.onnx runs on onnxruntime, TF models on the "

@@ -8,13 +8,14 @@ import os
 from rich.console import Console
 from rich.table import Table
 
-from graphport.cli._args import command
+from graphport.cli._args import add_precision, command
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """The `example` options."""
     e = command(sub, "example", "convert the bundled example EfficientNet, verify it, load it in graph mode")
     e.add_argument("-o", "--out", default="graphport-example", help="output directory (replaced)")
+    add_precision(e)
     return e
 
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from graphport.conversion.bundled_example import EXAMPLE, run_example
 
     console.print(f"example model: {EXAMPLE.name} (EfficientNet-style, dynamic batch)")
-    report, timings = run_example(args.out)
+    report, timings = run_example(args.out, precision=args.precision)
     print_report(console, report)
     if not report.ok:
         return 1
@@ -35,5 +36,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
               f"{timings['patches_per_s']:.0f}")
     console.print(t)
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TF's default for this CPU)")
-    console.print(f"timed with TF_ENABLE_ONEDNN_OPTS={onednn}; verified with oneDNN off and on")
+    console.print(f"timed with TF_ENABLE_ONEDNN_OPTS={onednn}, precision {timings['precision']}; verified with "
+                  "oneDNN off and on")
     return 0

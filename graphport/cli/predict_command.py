@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from graphport.cli._args import batch_or_auto, command, positive_float, positive_int, thread_budget
+from graphport.cli._args import add_precision, batch_or_auto, command, positive_float, positive_int, thread_budget
 
 # graphport.audio.LAST_PATCH_MODES, repeated so the parser imports no numpy (tests/test_cli_parser.py checks it).
 LAST_PATCH_MODES = ("discard", "repeat")
@@ -54,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--last-patch", choices=LAST_PATCH_MODES,
                    help="Essentia's lastPatchMode: drop the frames after the last full patch, or repeat them "
                         "(default: discard)")
+    add_precision(p)
     return p
 
 
@@ -115,7 +116,7 @@ def _predict(args: argparse.Namespace, console: Console) -> int:
     wanted = [s.strip() for s in args.outputs.split(",") if s.strip()] if args.outputs else None
     req = PredictRequest(args.model, args.audio, Path(args.out), args.patch_size, args.patch_hop, args.last_patch,
                          wanted, args.format, args.batch, args.memory_budget, args.engine, args.backend,
-                         args.threads, args.actors, args.ray_address)
+                         args.threads, args.actors, args.ray_address, args.precision)
     run = prepare_run(req, log=lambda s: console.print(s, highlight=False))
     if run.batch_note:
         console.print(f"--batch auto: {run.batch_note}", highlight=False)
@@ -180,7 +181,7 @@ def _print_summary(console: Console, s: Summary, args: argparse.Namespace, writt
     ok = len(s.results) - len(s.failed)
     local = args.engine == "local"
     speed = (f"; {rate.patches} patches in {rate.seconds:.2f} s ({rate.text()}, batch {s.batch}, engine {args.engine}, "
-             f"backend {args.backend}{f', threads {threads}' if local else ''}, "
+             f"backend {args.backend}{f', threads {threads}' if local else ''}, precision {s.precision}, "
              f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})") if rate.patches else ""
     console.print(f"[bold]{ok} files predicted[/], {s.skipped_done} already done, {len(s.failed)} failed{speed}",
                   highlight=False)

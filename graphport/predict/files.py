@@ -25,6 +25,7 @@ class PredictConfig:
     last_patch_mode: str = "discard"
     outputs: list[str] | None = None  # None: every model output
     fmt: str = "npy"
+    precision: str = "fp32"  # what the session computes in (runtime/precision.py), after 'auto' is decided
 
 
 @dataclass
@@ -65,6 +66,8 @@ class Outputs:
         self.out, self.cfg = out, cfg
         manifest = {"model_sha256": fingerprint, "patch_size": cfg.patch_size, "patch_hop": cfg.patch_hop,
                     "last_patch_mode": cfg.last_patch_mode, "outputs": cfg.outputs, "format": cfg.fmt}
+        if cfg.precision != "fp32":  # fp32 leaves the manifest as it was, so that earlier outputs resume
+            manifest["precision"] = cfg.precision
         mpath = out / MANIFEST
         if out.exists() and not out.is_dir():
             raise GraphportError(f"output '{out}' exists and is not a directory.")

@@ -39,6 +39,7 @@ class PredictRequest:
     threads: tuple[int, int] | None = None  # local engine: (model, front end); default: auto_threads()
     actors: int = 1
     ray_address: str | None = None
+    precision: str = "fp32"  # fp32 | bf16 | auto (runtime/precision.py)
 
 
 @dataclass
@@ -73,13 +74,13 @@ def prepare_run(req: PredictRequest, log: Callable[[str], None]) -> PreparedRun:
     from graphport.predict.model import check_model_input, model_fingerprint, pick_outputs, prepare_model
     from graphport.predict.threads import Threads, auto_threads
 
-    cfg = PredictConfig(*patching(req), req.outputs, req.fmt)
     threads = Threads(*req.threads) if req.threads else auto_threads()
     items = collect_inputs(req.audio)
     model = prepare_model(req.model, log=log, backend=req.backend)
     if loader.ident is not None:
         loader.join()
-    session = load(model, req.backend, threads.model if req.engine == "local" else None)
+    session = load(model, req.backend, threads.model if req.engine == "local" else None, req.precision)
+    cfg = PredictConfig(*patching(req), req.outputs, req.fmt, session.precision)
     check_model_input(session, cfg.patch_size)
     names = pick_outputs(session, cfg.outputs)
     outputs = Outputs(Path(req.out), cfg, model_fingerprint(session.info.path))
@@ -136,5 +137,5 @@ def execute(run: PreparedRun, on_progress: Callable[[int, FileResult | None], No
 
         summary = run_ray(run.model, req.backend, run.todo, run.outputs, run.cfg, run.batch, req.actors,
                           req.ray_address, run.names, on_progress)
-    summary.skipped_done = run.skipped
+    summary.skipped_done, summary.precision = run.skipped, run.cfg.precision
     return summary

@@ -48,6 +48,7 @@ class Summary:
     frontend_s: float = 0.0  # local engine: CPU seconds of the front-end threads (decode + mel + patching)
     cpu_s: float = 0.0  # local engine: CPU seconds of the whole process during the run (model + front end)
     batch: int = 0
+    precision: str = "fp32"  # what the model computed in (runtime/precision.py)
 
     @property
     def failed(self) -> list[FileResult]:

@@ -55,7 +55,7 @@ class _Predictor:
         from graphport.predict import check_model_input, pick_outputs
         from graphport.runtime.backends import load
 
-        self.session = load(model, backend, threads)
+        self.session = load(model, backend, threads, cfg.precision)
         self.input, self.shape_in = check_model_input(self.session, cfg.patch_size)
         self.names = pick_outputs(self.session, cfg.outputs)
 

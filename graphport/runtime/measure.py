@@ -23,7 +23,7 @@ from graphport.runtime.model_info import resolve
 
 
 def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_budget: int | None = None,
-            auto: bool = False) -> dict:
+            auto: bool = False, precision: str = "fp32") -> dict:
     """Times in seconds: `startup_s` is library start-up (the backend's libraries, and reading the model's
     description, which for a bare .pb or SavedModel needs TF's Python protobufs), `load_s` the model load alone."""
     t0 = time.perf_counter()
@@ -31,7 +31,7 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_b
     resolve(path, "saved_model" if backend == "tf2" else None)
     startup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sess = load(path, backend)
+    sess = load(path, backend, precision=precision)
     load_s = time.perf_counter() - t0
     choice = None
     if auto:
@@ -54,7 +54,8 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_b
         med = statistics.median(times)
         steady[str(b)] = {"median_s": med, "min_s": min(times), "max_s": max(times), "patches_per_s": b / med}
     sess.close()
-    result = {"startup_s": startup_s, "load_s": load_s, "first_run_s": first_s, "first_batch": first_batch, "steady": steady}
+    result = {"startup_s": startup_s, "load_s": load_s, "first_run_s": first_s, "first_batch": first_batch,
+              "steady": steady, "precision": sess.precision}
     if choice is not None:
         result["auto_batch"] = {"batch": choice.batch, "explain": choice.explain(), "peak_bytes": choice.peak_bytes}
     return result
@@ -144,7 +145,7 @@ def _job(job: dict) -> dict:
     if kind == "load_seconds":
         return load_seconds(job["path"], job["backend"], job["is_dir"], job["tags"])
     return measure(job["path"], job["backend"], job["batch_sizes"], job["repeat"], job.get("budget"),
-                   job.get("auto", False))
+                   job.get("auto", False), job.get("precision", "fp32"))
 
 
 if __name__ == "__main__":

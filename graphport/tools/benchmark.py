@@ -11,6 +11,7 @@ from rich.table import Table
 from graphport.core import model_json
 from graphport.runtime.child import run_child
 from graphport.runtime.model_info import resolve
+from graphport.runtime.precision import TF_BACKENDS, choose
 
 
 def applicable(path: Path, backends: tuple[str, ...]) -> list[str]:
@@ -25,16 +26,17 @@ def applicable(path: Path, backends: tuple[str, ...]) -> list[str]:
 
 
 def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeout: float, onednn: bool,
-            auto: bool = False, budget: int | None = None) -> dict:
-    """Measure one (model, backend, oneDNN) cell; a timeout is reported, never waited out."""
-    row = {"model": str(path), "backend": backend, "onednn": onednn}
+            auto: bool = False, budget: int | None = None, precision: str = "fp32") -> dict:
+    """Measure one (model, backend, oneDNN) cell; a timeout is reported, never waited out. `precision` is the
+    one decided for the cell (tools.benchmark.bench), fp32 or bf16."""
+    row = {"model": str(path), "backend": backend, "onednn": onednn, "precision": precision}
     if backend == "essentia":
         return row | _essentia(path, batch_sizes, repeat, timeout)
     from graphport.runtime.tf_hosts import host_env, host_python, split_backend
 
     base, version = split_backend(backend)  # 'capi@2.17': the C API of TF 2.17, in its own venv
     job = json.dumps({"path": str(path), "backend": base, "batch_sizes": batch_sizes, "repeat": repeat,
-                      "auto": auto, "budget": budget})
+                      "auto": auto, "budget": budget, "precision": precision})
     env = {"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0", **(host_env() if version else {})}
     res = run_child(["-m", "graphport.runtime.measure", job], timeout, env,
                     python=host_python(version) if version else None)
@@ -65,23 +67,32 @@ def _essentia(path: Path, batch_sizes: list[int], repeat: int, timeout: float) -
 
 
 def bench(models: list[Path], backends: tuple[str, ...], batch_sizes: list[int], repeat: int, timeout: float,
-          onednn: tuple[bool, ...], console: Console, auto: bool = False, budget: int | None = None) -> list[dict]:
-    rows = []
+          onednn: tuple[bool, ...], console: Console, auto: bool = False, budget: int | None = None,
+          precision: str = "fp32") -> list[dict]:
+    """Rows of measurements; `precision` applies to the TF backends graphport configures (ORT and Essentia run
+    fp32 beside them), and a bf16 that cannot run is refused before anything is measured."""
+    cells = []
     for path in models:
+        verified = resolve(path).bf16_ok
         for backend in applicable(path, backends):
             for flag in (onednn if backend not in ("onnxruntime", "essentia") else (onednn[0],)):
-                if auto and backend == "essentia":
-                    continue  # its memory lives in another process; the picker probes in-process sessions
-                console.print(f"[dim]measuring {path.name} / {backend} / oneDNN {'on' if flag else 'off'}...[/]")
-                rows.append(run_one(path, backend, batch_sizes, repeat, timeout, flag, auto, budget))
-                if rows[-1].get("auto_batch"):
-                    console.print(f"  {backend}: {rows[-1]['auto_batch']['explain']}")
+                base = backend.partition("@")[0]
+                chosen = choose(precision, base, flag, verified) if base in TF_BACKENDS else "fp32"
+                cells.append((path, backend, flag, chosen))
+    rows = []
+    for path, backend, flag, chosen in cells:
+        if auto and backend == "essentia":
+            continue  # its memory lives in another process; the picker probes in-process sessions
+        console.print(f"[dim]measuring {path.name} / {backend} / oneDNN {'on' if flag else 'off'} / {chosen}...[/]")
+        rows.append(run_one(path, backend, batch_sizes, repeat, timeout, flag, auto, budget, chosen))
+        if rows[-1].get("auto_batch"):
+            console.print(f"  {backend}: {rows[-1]['auto_batch']['explain']}")
     return rows
 
 
 def table(rows: list[dict], batch_sizes: list[int]) -> Table:
     t = Table(title="graphport bench (medians; each load in a fresh process)", show_edge=False)
-    for col in ("model", "backend", "oneDNN", "library start-up", "load", "first run"):
+    for col in ("model", "backend", "oneDNN", "precision", "library start-up", "load", "first run"):
         t.add_column(col)
     for b in batch_sizes:
         t.add_column("B=auto" if b == 0 else f"B={b}", justify="right")
@@ -89,13 +100,14 @@ def table(rows: list[dict], batch_sizes: list[int]) -> Table:
     for r in rows:
         onednn = "-" if r["backend"] in ("onnxruntime", "essentia") else ("on" if r["onednn"] else "off")
         if r.get("status") != "ok":
-            t.add_row(Path(r["model"]).name, r["backend"], onednn, "", f"[red]{r['status']}[/]", "",
+            t.add_row(Path(r["model"]).name, r["backend"], onednn, r["precision"], "", f"[red]{r['status']}[/]", "",
                       *[""] * len(batch_sizes), "")
             continue
         steady = [r["steady"].get(str(b), {}) for b in batch_sizes] if batch_sizes != [0] else \
             list(r["steady"].values())
         cells = [f"{s['median_s'] * 1e3:.1f} ms" if "median_s" in s else "-" for s in steady]
         best = steady[-1].get("patches_per_s")
-        t.add_row(Path(r["model"]).name, r["backend"], onednn, f"{r['startup_s']:.3f} s", f"{r['load_s']:.3f} s",
+        t.add_row(Path(r["model"]).name, r["backend"], onednn, r.get("precision", "fp32"), f"{r['startup_s']:.3f} s",
+                  f"{r['load_s']:.3f} s",
                   f"{r['first_run_s']:.3f} s", *cells, f"{best:.0f}" if best else "-")
     return t
