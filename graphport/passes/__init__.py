@@ -13,7 +13,7 @@ from graphport.ir.graph import Graph, LintError, PassResult
 from graphport.passes.bodies import fold_bodies
 from graphport.passes.cleanup import eliminate_dead_code
 from graphport.passes.control import fold_with_control_flow, mark_implicit_inputs, note_control_flow
-from graphport.passes.fuse import fold_batchnorm_into_conv, fuse_pad_into_conv
+from graphport.passes.fuse import fold_batchnorm_into_conv, fold_channel_affine_into_conv, fuse_pad_into_conv
 from graphport.passes.groupnorm import group_norm_over_split_channels
 from graphport.passes.shuffle import channel_shuffle_to_gather
 from graphport.passes.specialise import fix_dims, fix_inputs
@@ -37,12 +37,12 @@ def plain_output_dims(graph: Graph) -> PassResult:
 
 
 # Fold shapes and constants (inlining each `If` whose condition folds), note the control flow that is left (it
-# runs as TF v1 control flow), drop dead code, fuse BatchNorm and zero Pads into convolutions, turn channel
-# shuffles into Gathers and exported GroupNorms into statistics over split channel groups, then fold the bodies
-# of the control flow left.
+# runs as TF v1 control flow), drop dead code, fuse BatchNorm, per-channel Mul/Add and zero Pads into
+# convolutions, turn channel shuffles into Gathers and exported GroupNorms into statistics over split channel
+# groups, then fold the bodies of the control flow left.
 PIPELINE: list[Pass] = [fold_with_control_flow, mark_implicit_inputs, note_control_flow, eliminate_dead_code,
-                        fold_batchnorm_into_conv, fuse_pad_into_conv, channel_shuffle_to_gather,
-                        group_norm_over_split_channels, eliminate_dead_code, plain_output_dims, fold_bodies]
+                        fold_batchnorm_into_conv, fold_channel_affine_into_conv, fuse_pad_into_conv,
+                        channel_shuffle_to_gather, group_norm_over_split_channels, eliminate_dead_code, plain_output_dims, fold_bodies]
 
 
 def optimize(graph: Graph, lint: bool | None = None) -> Graph:
