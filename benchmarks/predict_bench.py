@@ -1,6 +1,6 @@
 """Figures for docs/predict.md: `graphport predict` against Essentia's own pipeline on one long file.
 
-usage: python benchmarks/predict_bench.py [MODEL] [--minutes 10] [--runs 3] [--batch 64] [--splits 2,1 1,1]
+usage: python benchmarks/predict_bench.py [MODEL] [--minutes 10] [--runs 3] [--batch 64] [--splits 2,1 1,1] [--bf16]
 
 Essentia's pipeline is `MonoLoader` (16 kHz) + `TensorflowPredictEffnetDiscogs` (batch 64) on the graphport-converted
 .pb of MODEL (default: the seed EfficientNet-B0), run by the Essentia venv's python with oneDNN off (its
@@ -10,7 +10,9 @@ a ratio of medians over --runs rounds, so that the load of a shared machine hits
   (b) whole-process wall time, command start to exit, graphport / Essentia;
   (c) graphport's front-end CPU as a share of its model CPU (its summary line);
   (d) equivalence with Essentia's predictions: mean and p99 |Δ|, top-1 agreement; on the same file, and on
-      Essentia's own 16 kHz samples (which takes the resampler out of the comparison).
+      Essentia's own 16 kHz samples (which takes the resampler out of the comparison);
+  (e) with --bf16, graphport with `--precision bf16` as well: its rate against fp32's and Essentia's, and (d)
+      for its predictions (issue #25: top-1 agreement >= 99 %, rate >= 1.4x fp32).
 Also: graphport's time to first batch and -X importtime total, with the heavy modules the process imported, and
 each --splits MODEL,FRONTEND thread budget for comparison with the automatic one.
 """
@@ -85,9 +87,10 @@ def make_audio(path: Path, minutes: float) -> None:
             f.write(np.stack([tone + 0.05 * rng.standard_normal(sr), tone], 1))
 
 
-def graphport_run(model: Path, audio: Path, out: Path, batch: str, threads: str | None = None) -> dict:
+def graphport_run(model: Path, audio: Path, out: Path, batch: str, threads: str | None = None,
+                  precision: str = "fp32") -> dict:
     """One `graphport predict` process: wall from start to exit, time to first batch, and its summary figures."""
-    argv = ["predict", str(model), str(audio), "-o", str(out), "--batch", batch]
+    argv = ["predict", str(model), str(audio), "-o", str(out), "--batch", batch, "--precision", precision]
     if threads:
         argv += ["--threads", threads]
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="250")
@@ -156,6 +159,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--batch", default="64")
     ap.add_argument("--splits", nargs="*", default=[], metavar="MODEL,FRONTEND", help="thread budgets to compare")
+    ap.add_argument("--bf16", action="store_true", help="also run graphport with --precision bf16 in every round")
     a = ap.parse_args()
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # graphport's recommended setting
     sys.path.insert(0, str(ROOT))
@@ -168,16 +172,19 @@ def main() -> int:
         tmp = Path(tmp_name)
         audio = tmp / "input.wav"
         make_audio(audio, a.minutes)
-        gp, ess, splits = [], [], {s: [] for s in a.splits}
+        gp, ess, splits, bf16 = [], [], {s: [] for s in a.splits}, []
         for i in range(a.runs):
             ess.append(essentia_run(pb, audio, tmp))
             gp.append(graphport_run(model, audio, tmp / f"gp{i}", a.batch))
             for s in a.splits:
                 splits[s].append(graphport_run(model, audio, tmp / f"gp{i}-{s}", a.batch, s))
-            print(json.dumps({"round": i, "essentia": ess[-1], "graphport": gp[-1],
+            if a.bf16:
+                bf16.append(graphport_run(model, audio, tmp / f"gp{i}-bf16", a.batch, precision="bf16"))
+            print(json.dumps({"round": i, "essentia": ess[-1], "graphport": gp[-1], "bf16": bf16[-1:],
                               **{f"threads {s}": v[-1] for s, v in splits.items()}}), flush=True)
         ref = np.load(tmp / "essentia.npy")
         same_file = equivalence(np.load(tmp / "gp0" / "input.wav.npz")["output_0"], ref)
+        bf16_file = equivalence(np.load(tmp / "gp0-bf16" / "input.wav.npz")["output_0"], ref) if a.bf16 else None
         import soundfile as sf
 
         sf.write(tmp / "ess16k.wav", np.load(tmp / "ess16k.npy"), 16000, subtype="FLOAT")
@@ -198,6 +205,10 @@ def main() -> int:
         "b_wall_ratio": med(gp, "wall_s") / med(ess, "wall_s"),
         "c_frontend_share": med(gp, "frontend_share"),
         "d_same_file": same_file, "d_same_samples": same_samples,
+        **({"bf16_median_patches_per_s": med(bf16, "patches_per_s"),
+            "bf16_rate_ratio_vs_fp32": med(bf16, "patches_per_s") / med(gp, "patches_per_s"),
+            "bf16_rate_ratio_vs_essentia": med(bf16, "patches_per_s") / med(ess, "patches_per_s"),
+            "d_bf16_same_file": bf16_file} if a.bf16 else {}),
         **{f"threads {s}": {k: med(v, k) for k in ("patches_per_s", "wall_s", "frontend_share")}
            for s, v in splits.items()},
     }

@@ -10,6 +10,8 @@ random weights with BatchNorm statistics calibrated on random batches):
   (and with `-b N` alone) it fails on these ONNX files (a Conv or Mul whose channels it tracks wrongly), so it gets
   one conversion per batch size with the whole input shape fixed (`-ois`), as its error message advises;
 - `ort`: ONNX Runtime on the same ONNX, the limit rather than the bar (benchmarks/kernel_floor.py).
+Inside Essentia (`TensorflowPredict`, libtensorflow 2.5, oneDNN off as Essentia runs), the B0 graphs run at B=64
+too: graphport's of the seed and of Keras's net against the native Keras graph.
 A fourth row, `seed`, is the seed B0 (a PyTorch export, efficientnet_pytorch): graphport, onnx2tf (dynamic batch
 with `-kat`) and ORT on its ONNX, against the Keras EfficientNetB0 as the natively written net.
 
@@ -231,6 +233,32 @@ def measure(rows: dict, rounds: int, seconds: float) -> dict:
     return {"times": times, "max_abs_vs_ort": max_abs}
 
 
+def essentia(rows: dict, rounds: int, runs: int = 5) -> dict[str, list[float]]:
+    """Seconds per B=64 batch in Essentia's TensorflowPredict (libtensorflow 2.5, oneDNN off, default options) of
+    the EfficientNet-B0 graphs: graphport's of the seed and of Keras's net, and the native Keras graph."""
+    from graphport.runtime.essentia_host import essentia_run, host_op_name
+    from graphport.runtime.model_info import resolve
+
+    graphs = {"seed / graphport": rows.get("seed", {}).get("graphport", {}).get(64),
+              "effnetb0 / graphport": rows.get("effnetb0", {}).get("graphport", {}).get(64),
+              "effnetb0 / native Keras": rows.get("effnetb0", {}).get("keras", {}).get(64)}
+    graphs = {k: p for k, p in graphs.items() if p}
+    times: dict[str, list[float]] = {k: [] for k in graphs}
+    for k in range(rounds):
+        for name in (list(graphs) if k % 2 == 0 else list(graphs)[::-1]):
+            info = resolve(graphs[name])
+            shape = info.inputs[0].shape
+            res = essentia_run(graphs[name], host_op_name(info.inputs[0].tensor), host_op_name(info.outputs[0].tensor),
+                               [feed_for(shape, 64, 64)], 900, steady_runs=runs, squeeze=len(shape) == 3)
+            if not res["ok"]:
+                print(f"Essentia / {name}: {res['error'][:300]}", file=sys.stderr)
+                continue
+            times[name].append(res["steady_s"][0])
+            print(f"round {k + 1}: Essentia / {name}: B=64 {res['steady_s'][0] * 1e3:.1f} ms", file=sys.stderr,
+                  flush=True)
+    return times
+
+
 def _ms(v: float | None) -> str:
     return f"{v * 1e3:.1f}" if v else "-"
 
@@ -266,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per batch size and process")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/graphport-tf-floor"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-essentia", action="store_true", help="skip the B=64 runs in Essentia's TensorflowPredict")
     ap.add_argument("--build", nargs=2, metavar=("ARCH", "DIR"), help=argparse.SUPPRESS)
     ap.add_argument("--worker", metavar="JOB", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -277,8 +306,11 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     rows = prepare(args.cache, [a for a in args.archs.split(",") if a])
     result = measure(rows, args.rounds, args.seconds)
+    result["essentia_b64_s"] = {} if args.no_essentia else essentia(rows, args.rounds)
     print(report(result))
     print("max abs vs ORT at batch 2:", json.dumps(result["max_abs_vs_ort"]))
+    for name, ts in result["essentia_b64_s"].items():
+        print(f"Essentia TensorflowPredict, B=64, {name}: {_ms(statistics.median(ts)) if ts else '-'} ms")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result

@@ -39,14 +39,16 @@ def ensure_essentia_python(install_timeout: float = 1800.0) -> Path:
 
 def essentia_run(model_path: str | os.PathLike, input_name: str, output_name: str, batches: list[np.ndarray],
                  timeout: float, *, steady_runs: int = 3, python: str | os.PathLike | None = None,
-                 env: dict[str, str] | None = None) -> dict:
+                 env: dict[str, str] | None = None, squeeze: bool = True) -> dict:
     """Load `model_path` (.pb file or SavedModel dir) in Essentia's TensorflowPredict and run each batch.
 
     `input_name`/`output_name` are C API op names (model.json: pb op or saved_model tensor). Returns a dict with
     ok, timed_out, stage (how far the worker got), import_s, load_s, first_run_s, steady_s (one median per batch),
     outputs (one array per batch, as Essentia returns it, e.g. [B,1,1,N] for a [B,N] output), wall_s, error.
     See essentia_worker.py for what each timing covers. A run past `timeout` is killed, never awaited.
-    The worker runs with TF_ENABLE_ONEDNN_OPTS=0 unless `env` says otherwise (see the note below).
+    The worker runs with TF_ENABLE_ONEDNN_OPTS=0 unless `env` says otherwise (see the note below). `squeeze` is
+    TensorflowPredict's own parameter: Essentia's 4-D Pool tensor loses its singleton dims to fit a [B,128,96]
+    input; a graph whose input is 4-D itself ([B,128,96,1], Keras's layout) needs it off.
     """
     python = Path(python) if python else ensure_essentia_python()
     run_env = dict(os.environ)
@@ -63,7 +65,7 @@ def essentia_run(model_path: str | os.PathLike, input_name: str, output_name: st
             paths.append(str(job_dir / f"in_{i}.npy"))
             np.save(paths[-1], np.asarray(batch, dtype=np.float32))
         job = {"model": str(Path(model_path).absolute()), "input": input_name, "output": output_name,
-               "batches": paths, "steady_runs": steady_runs}
+               "batches": paths, "steady_runs": steady_runs, "squeeze": squeeze}
         (job_dir / "job.json").write_text(json.dumps(job))
         start = time.perf_counter()
         # Own process group: on timeout the whole worker tree is killed, so the call never hangs.

@@ -53,7 +53,7 @@ def main(job_dir: str) -> int:
     model, inp, out = job["model"], job["input"], job["output"]
     source = {"savedModel": model} if os.path.isdir(model) else {"graphFilename": model}
     t = time.perf_counter()
-    predict = es.TensorflowPredict(**source, inputs=[inp], outputs=[out], squeeze=True)
+    predict = es.TensorflowPredict(**source, inputs=[inp], outputs=[out], squeeze=job.get("squeeze", True))
     state.update(load_s=time.perf_counter() - t, stage="run", steady_s=[], output_shapes=[])
     _write(progress, state)
 
