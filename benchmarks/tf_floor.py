@@ -20,6 +20,9 @@ TensorflowPredict), each in a fresh process per oneDNN setting; ORT in a process
 2-3x slower). Rounds alternate the order; each cell is the median over rounds of per-process medians. Every
 contestant's output at batch 2 is compared with ORT's before its times count.
 
+Needs `pip install -e '.[bench]'` (tf2onnx); onnx2tf's venv (~/.cache/graphport/onnx2tf-venv, TF 2.19 inside) is
+built on first use. Keras's nets need no download (weights=None).
+
 usage: python benchmarks/tf_floor.py [--archs effnetb0,mobilenetv2,resnet50,seed] [--rounds 2] [--cache DIR]
        [--seconds 2] [--json OUT]
 """

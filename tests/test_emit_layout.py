@@ -149,3 +149,20 @@ def test_a_wrong_layout_after_reshape_fails_verification(tmp_path, monkeypatch):
     monkeypatch.setattr(reshape, "layout_after_reshape", wrong)
     report = graphport.convert(_patch_embedding(False), tmp_path / "out", batch_sizes=(1, 3))
     assert not report.ok
+
+
+def test_a_pad_between_conv_and_pool_stays_channels_last(tmp_path):
+    """Keras's ResNet50 through tf2onnx: conv -> Relu -> Pad -> MaxPool. The Pad pads the stored channels-last
+    tensor with its pairs permuted, and the conversion (verified against ORT) holds only the Transposes of the
+    NCHW input and output (4 when the Pad ran in ONNX order); a reflect pad likewise."""
+    rng = np.random.default_rng(2)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], rng.standard_normal(108).astype(np.float32))
+    for mode, pads in (("constant", [0, 0, 1, 2, 0, 0, 2, 1]), ("reflect", [0, 0, 1, 1, 0, 0, 1, 1])):
+        p = helper.make_tensor("p", TensorProto.INT64, [8], pads)
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+                 helper.make_node("Pad", ["r", "p"], ["q"], mode=mode),
+                 helper.make_node("MaxPool", ["q"], ["y"], kernel_shape=[3, 3], strides=[2, 2])]
+        path = tmp_path / f"{mode}.onnx"
+        path.write_bytes(_model(nodes, [w, p], ["N", 3, 12, 10], ["N", 4, 6, 5]).SerializeToString())
+        report = graphport.convert(path, tmp_path / mode, batch_sizes=(1, 3))
+        assert report.ok and report.transposes == 2, (mode, report.transposes)  # the NCHW input and output

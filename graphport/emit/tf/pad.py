@@ -1,5 +1,9 @@
 """Pad in every ONNX form: attributes (Pad-1/2) or inputs (Pad-11 on, with axes from 18); constant and reflect
-map to TF's Pad, edge and wrap (which TF lacks) to index gathers."""
+map to TF's Pad, edge and wrap (which TF lacks) to index gathers.
+
+Static constant and reflect pads apply to the tensor in the layout it is stored in (channels last after a conv),
+their pairs permuted to match: in ONNX order, a Pad between a conv and a MaxPool (Keras's ResNet50 through
+tf2onnx) cost a Transpose on each side."""
 
 from __future__ import annotations
 
@@ -25,21 +29,21 @@ def _pad_mode(node: Node) -> str:
 def pad_1(ctx: EmitContext, node: Node) -> None:
     """Pad-1/2: pads and value are attributes."""
     mode = _pad_mode(node)
-    x = ctx.onnx_order(node.inputs[0])
-    rank = x.shape.rank
+    rank = ctx.rank(node.inputs[0])
     pads = pad_attr(node.attrs)
-    _pad(ctx, node, x, mode, [[pads[a], pads[a + rank]] for a in range(rank)], tf.constant(node.attrs["value"], x.dtype))
+    value = tf.constant(node.attrs["value"], ctx.raw(node.inputs[0]).dtype)
+    _pad(ctx, node, mode, [[pads[a], pads[a + rank]] for a in range(rank)], value)
 
 
 @op("Pad", since=11)
 def pad(ctx: EmitContext, node: Node) -> None:
     """Pad-11 on: pads, value and (from 18) axes are inputs."""
     mode = _pad_mode(node)
-    x = ctx.onnx_order(node.inputs[0])
-    rank = x.shape.rank
-    value = tf.constant(0, x.dtype)
+    rank = ctx.rank(node.inputs[0])
+    dtype = ctx.raw(node.inputs[0]).dtype
+    value = tf.constant(0, dtype)
     if opt_input(node, 2):
-        value = tf.cast(tf.reshape(ctx.onnx_order(node.inputs[2]), []), x.dtype)
+        value = tf.cast(tf.reshape(ctx.onnx_order(node.inputs[2]), []), dtype)
     if runtime_input(ctx, node, 1) or runtime_input(ctx, node, 3):
         paddings = _runtime_paddings(ctx, node, rank)
     else:
@@ -48,18 +52,22 @@ def pad(ctx: EmitContext, node: Node) -> None:
         paddings = [[0, 0] for _ in range(rank)]
         for i, a in enumerate(axes):
             paddings[a] = [pads[i], pads[i + len(axes)]]
-    _pad(ctx, node, x, mode, paddings, value)
+    _pad(ctx, node, mode, paddings, value)
 
 
-def _pad(ctx: EmitContext, node: Node, x: tf.Tensor, mode: str, paddings: list[list[int]] | tf.Tensor,
-         value: tf.Tensor) -> None:
+def _pad(ctx: EmitContext, node: Node, mode: str, paddings: list[list[int]] | tf.Tensor, value: tf.Tensor) -> None:
+    name = node.inputs[0]
     if mode in ("edge", "wrap"):  # negative pads crop here, exactly as ONNX's
-        ctx.set(node.outputs[0], _index_pad(x, paddings, mode == "wrap"))
+        ctx.set(node.outputs[0], _index_pad(ctx.onnx_order(name), paddings, mode == "wrap"))
         return
     if isinstance(paddings, list) and min(min(p) for p in paddings) < 0:
         raise Decline("negative pads (cropping)")  # at run time TF's Pad rejects them with an error instead
+    perm = ctx.perm(name) if isinstance(paddings, list) else None
+    x = ctx.raw(name) if perm is not None else ctx.onnx_order(name)
+    if perm is not None:  # TF axis i holds ONNX axis perm[i]
+        paddings = [paddings[a] for a in perm]
     ctx.set(node.outputs[0], tf.pad(x, paddings, mode="REFLECT" if mode == "reflect" else "CONSTANT",
-                                    constant_values=value if mode == "constant" else 0))
+                                    constant_values=value if mode == "constant" else 0), perm)
 
 
 def _runtime_paddings(ctx: EmitContext, node: Node, rank: int) -> tf.Tensor:
