@@ -30,7 +30,7 @@ TARGET = 5.0  # percent of the profiled time
 PROFILE = """
 import json, sys
 from graphport.tools.op_profile import profile_inference
-print(json.dumps(profile_inference(sys.argv[1], "capi", int(sys.argv[2]), int(sys.argv[3]))))
+print(json.dumps({"rows": profile_inference(sys.argv[1], "capi", int(sys.argv[2]), int(sys.argv[3]))}))
 """
 
 
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
             if res.value is None:
                 cells[setting] = {"error": res.error}
                 continue
-            pct, movers = share(res.value)
-            cells[setting] = {"percent": pct, "movers": movers, "ops": res.value}
+            pct, movers = share(res.value["rows"])
+            cells[setting] = {"percent": pct, "movers": movers, "ops": res.value["rows"]}
         results[name] = cells
 
         lines.append(f"| {name} | {_cell(cells['on'])} | {_cell(cells['off'])} | {_top(cells['on'])} / "
