@@ -156,3 +156,15 @@ def test_bench_reports_library_start_up_apart_from_the_load(out):
     row = run_one(out / "model.pb", "capi", [1], 1, 300.0, False)
     assert row["status"] == "ok", row
     assert row["startup_s"] > row["load_s"] and row["load_s"] < 1.0
+
+
+def test_feeds_use_the_verified_size_of_a_named_dim():
+    """bench, profile and the batch picker feed a dynamic length at the size the conversion verified, not the
+    generic 16 that a wav2vec2's strided convs reject; unnamed extra dims still get 16."""
+    from graphport.runtime.feeds import OTHER_DIM, feeds_for
+    from graphport.runtime.model_info import IOInfo, ModelInfo
+
+    info = ModelInfo("pb", Path("m.pb"), [IOInfo("wave", ["batch", "samples"], "float32"),
+                                          IOInfo("extra", ["batch", None], "float32")], [], None, {"samples": 400})
+    feeds = feeds_for(info, 3)
+    assert feeds["wave"].shape == (3, 400) and feeds["extra"].shape == (3, OTHER_DIM)

@@ -82,7 +82,7 @@ def _is_oom(e: BaseException) -> bool:
 def probe(session, batch: int, runs: int = 2) -> Probe:
     """Peak RSS and median throughput of `runs` runs at `batch` (after one warm-up run)."""
     try:
-        feeds = feeds_for(session.inputs, batch, seed=batch)
+        feeds = feeds_for(session.info, batch, seed=batch)
         _reset_peak()
         session.run(feeds)
         times = timed_runs(session, feeds, runs)

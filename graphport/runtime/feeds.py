@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from graphport.runtime.model_info import IOInfo
+from graphport.runtime.model_info import IOInfo, ModelInfo
 
 OTHER_DIM = 16  # size for unknown dims other than the batch (a time axis, say) when the caller names none
 
@@ -40,13 +40,14 @@ def batch_symbols(inputs: Iterable[IOInfo]) -> set[str]:
     return {spec.shape[0] for spec in inputs if spec.shape and isinstance(spec.shape[0], str)}
 
 
-def feeds_for(inputs: list[IOInfo], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """`seeded_feeds`, refusing a batch size that a fixed-batch model (no input with a dynamic leading dim) rules
-    out. Inputs with fixed dims beside a batched one (a mask, a table) are fed at their own size."""
-    inputs = list(inputs)
+def feeds_for(info: ModelInfo, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """`seeded_feeds` for a model, refusing a batch size that a fixed-batch model (no input with a dynamic leading
+    dim) rules out. Inputs with fixed dims beside a batched one (a mask, a table) are fed at their own size; other
+    named dims at the first sizes the conversion verified (a wav2vec2's `samples` of 16 is too short for its convs)."""
+    inputs = list(info.inputs)
     leading = [spec.shape[0] if spec.shape else None for spec in inputs]
     if not any(d is None or isinstance(d, str) or d < 0 for d in leading):
         fixed = next(((spec, d) for spec, d in zip(inputs, leading) if d != batch), None)
         if fixed is not None:
             raise ValueError(f"input '{fixed[0].name}' has a fixed batch of {fixed[1]}")
-    return seeded_feeds(inputs, batch, seed)
+    return seeded_feeds(inputs, batch, seed, info.dim_sizes)

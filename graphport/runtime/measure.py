@@ -38,14 +38,14 @@ def measure(path: str, backend: str, batch_sizes: list[int], repeat: int, auto_b
         choice = pick_batch_size(sess, budget=auto_budget)
         batch_sizes = [choice.batch]
     first_batch = batch_sizes[0]
-    feeds = feeds_for(sess.inputs, first_batch)
+    feeds = feeds_for(sess.info, first_batch)
     t0 = time.perf_counter()
     sess.run(feeds)
     first_s = time.perf_counter() - t0
     steady = {}
     for b in batch_sizes:
         try:
-            feeds = feeds_for(sess.inputs, b, seed=b)
+            feeds = feeds_for(sess.info, b, seed=b)
         except ValueError as e:
             steady[str(b)] = {"error": str(e)}
             continue
@@ -78,7 +78,7 @@ def load_phases(path: str, backend: str) -> dict:
         t1 = time.perf_counter()
         sess = tf.compat.v1.Session(graph=g)
         phases["session_create_s"] = time.perf_counter() - t1
-        feeds = feeds_for(info.inputs, 1)
+        feeds = feeds_for(info, 1)
         tensors = {i.name: i.tensor for i in info.inputs}
         t1 = time.perf_counter()
         sess.run([o.tensor for o in info.outputs], {tensors[k]: v for k, v in feeds.items()})
@@ -89,7 +89,7 @@ def load_phases(path: str, backend: str) -> dict:
         s = load(path, backend)
         phases["restore_or_import_and_session_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        s.run(feeds_for(s.inputs, 1))
+        s.run(feeds_for(s.info, 1))
         phases["first_run_s"] = time.perf_counter() - t1
     phases["total_s"] = time.perf_counter() - t0
     return phases
@@ -130,7 +130,7 @@ def host_check(path: str, batch: int, out: str) -> dict:
     t0 = time.perf_counter()
     sess = load(path, "capi")
     load_s = time.perf_counter() - t0
-    feeds = feeds_for(sess.inputs, batch)
+    feeds = feeds_for(sess.info, batch)
     outputs = sess.run(feeds)
     np.savez(out, **{f"in:{k}": v for k, v in feeds.items()}, **{f"out:{k}": v for k, v in outputs.items()})
     return {"load_s": load_s, "tf_version": capi.lib().TF_Version().decode()}

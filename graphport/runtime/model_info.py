@@ -29,6 +29,7 @@ class ModelInfo:
     inputs: list[IOInfo] = field(default_factory=list)
     outputs: list[IOInfo] = field(default_factory=list)
     bf16_ok: bool | None = None  # model.json's bf16 verdict (conversion/verify.py); None: not measured
+    dim_sizes: dict[str, int] = field(default_factory=dict)  # the first sizes verified for named dims (model.json)
 
 
 def resolve(path: str | Path, kind: str | None = None) -> ModelInfo:
@@ -60,7 +61,8 @@ def _from_folder(folder: Path, kind: str) -> ModelInfo:
     bf16 = (meta.get("verification") or {}).get("bf16") or {}
     return ModelInfo(kind, model_json.artifact_path(folder, kind),
                      *[[IOInfo(e["name"], e["shape"], e["dtype"] or "float32", e[kind]["tensor"])
-                        for e in meta[side]] for side in ("inputs", "outputs")], bf16.get("ok"))
+                        for e in meta[side]] for side in ("inputs", "outputs")], bf16.get("ok"),
+                     dict((meta.get("verified_dim_sizes") or [{}])[0]))
 
 
 _ESSENTIA_DTYPES = {v: k for k, v in essentia_metadata.ESSENTIA_TYPES.items()}

@@ -55,7 +55,7 @@ def _essentia(path: Path, batch_sizes: list[int], repeat: int, timeout: float) -
     if len(info.inputs) != 1 or len(info.outputs) != 1:
         return {"status": "error: essentia runs single-input, single-output models"}
     op = [host_op_name(io.tensor) for io in (info.inputs[0], info.outputs[0])]
-    batches = [next(iter(feeds_for(info.inputs, b, seed=b).values())) for b in batch_sizes]
+    batches = [next(iter(feeds_for(info, b, seed=b).values())) for b in batch_sizes]
     res = essentia_run(info.path, op[0], op[1], batches, timeout, steady_runs=repeat)
     if res.get("timed_out"):
         return {"status": f"> {timeout:g} s (timed out in stage '{res.get('stage')}')"}

@@ -42,7 +42,7 @@ def op_table(step_stats_list) -> list[dict]:
 def profile_inference(path: str, backend: str, batch: int, runs: int) -> list[dict]:
     sess = load(path, backend)
     try:
-        feeds = feeds_for(sess.inputs, batch)
+        feeds = feeds_for(sess.info, batch)
         sess.run(feeds)  # Grappler and allocation happen here, not in the profile
         return op_table([sess.run_traced(feeds)[1] for _ in range(runs)])
     finally:
