@@ -51,23 +51,23 @@ def fold_batchnorm_into_conv(graph: Graph) -> PassResult:
 
 def fold_channel_affine_into_conv(graph: Graph) -> PassResult:
     """Conv -> Mul by a constant per output channel (or a scalar) becomes Conv with scaled weights and bias; Conv ->
-    Add of such a constant becomes Conv with that bias added. Repeats, so that Conv -> Mul -> Add folds whole."""
-    changed = False
-    while True:
-        users, producers = graph.consumers(), graph.producers()
-        for node in graph.nodes:
-            folded = _fold_affine(graph, node, users, producers)
-            if folded:
-                graph.nodes = [n for n in graph.nodes if n is not node]
-                changed = True
-                break
-        else:
-            return PassResult(graph, changed)
+    Add of such a constant becomes Conv with that bias added. One pass in graph order: a folded Conv takes over its
+    Mul's output, so that the Add after it folds too (Conv -> Mul -> Add folds whole)."""
+    users, producers = graph.consumers(), graph.producers()
+    removed: set[int] = set()
+    for node in graph.nodes:
+        conv = _fold_affine(graph, node, users, producers)
+        if conv is not None:
+            producers[node.outputs[0]] = conv
+            removed.add(id(node))
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    return PassResult(graph, bool(removed))
 
 
-def _fold_affine(graph: Graph, node: Node, users: dict, producers: dict) -> bool:
+def _fold_affine(graph: Graph, node: Node, users: dict, producers: dict) -> Node | None:
+    """The Conv that `node` (a per-channel constant Mul or Add after it) was folded into, or None."""
     if node.op_type not in ("Mul", "Add") or len(node.inputs) != 2:
-        return False
+        return None
     for side in (0, 1):
         conv = producers.get(node.inputs[side])
         const = graph.const(node.inputs[1 - side])
@@ -75,15 +75,15 @@ def _fold_affine(graph: Graph, node: Node, users: dict, producers: dict) -> bool
                 _single_consumer(graph, users, conv.outputs[0]) is node:
             break
     else:
-        return False
+        return None
     w = graph.const(conv.inputs[1])
     has_bias = len(conv.inputs) > 2 and bool(conv.inputs[2])
     bias = graph.const(conv.inputs[2]) if has_bias else None
     if w is None or w.dtype.kind != "f" or (has_bias and bias is None) or const.dtype != w.dtype:
-        return False
+        return None
     per_channel = _per_channel(const, w.shape[0], w.ndim)
     if per_channel is None:
-        return False
+        return None
     b = np.zeros(w.shape[0], np.float64) if bias is None else bias.astype(np.float64)
     if node.op_type == "Mul":
         new_w = (w.astype(np.float64) * per_channel.reshape(-1, *([1] * (w.ndim - 1)))).astype(w.dtype)
@@ -96,7 +96,7 @@ def _fold_affine(graph: Graph, node: Node, users: dict, producers: dict) -> bool
         v.const, v.dtype, v.shape = arr, arr.dtype, arr.shape
     conv.inputs = [conv.inputs[0], wname, bname]
     conv.outputs = list(node.outputs)
-    return True
+    return conv
 
 
 def _per_channel(const: np.ndarray, channels: int, rank: int) -> np.ndarray | None:

@@ -10,19 +10,19 @@ from rich.table import Table
 
 from graphport.core import model_json
 from graphport.runtime.child import run_child
-from graphport.runtime.model_info import resolve
+from graphport.runtime.model_info import ModelInfo, resolve
 from graphport.runtime.precision import TF_BACKENDS, choose
+from graphport.runtime.tf_hosts import split_backend
 
 
-def applicable(path: Path, backends: tuple[str, ...]) -> list[str]:
-    """Backends that can run `path`: onnxruntime for .onnx; the TF ones for .pb/SavedModel/graphport output."""
-    kind = resolve(path).kind
-    graphport_dir = model_json.is_output_folder(path)
+def applicable(path: Path, info: ModelInfo, backends: tuple[str, ...]) -> list[str]:
+    """Backends that can run `path` (described by `info`): onnxruntime for .onnx; the TF ones for
+    .pb/SavedModel/graphport output."""
     ok = {"onnx": {"onnxruntime"}, "pb": {"capi", "session", "essentia"},
-          "saved_model": {"capi", "session", "tf2", "essentia"}}[kind]
-    if graphport_dir:
+          "saved_model": {"capi", "session", "tf2", "essentia"}}[info.kind]
+    if model_json.is_output_folder(path):
         ok = ok | {"tf2"}
-    return [b for b in backends if b.partition("@")[0] in ok]
+    return [b for b in backends if split_backend(b)[0] in ok]
 
 
 def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeout: float, onednn: bool,
@@ -32,7 +32,7 @@ def run_one(path: Path, backend: str, batch_sizes: list[int], repeat: int, timeo
     row = {"model": str(path), "backend": backend, "onednn": onednn, "precision": precision}
     if backend == "essentia":
         return row | _essentia(path, batch_sizes, repeat, timeout)
-    from graphport.runtime.tf_hosts import host_env, host_python, split_backend
+    from graphport.runtime.tf_hosts import host_env, host_python
 
     base, version = split_backend(backend)  # 'capi@2.17': the C API of TF 2.17, in its own venv
     job = json.dumps({"path": str(path), "backend": base, "batch_sizes": batch_sizes, "repeat": repeat,
@@ -73,11 +73,11 @@ def bench(models: list[Path], backends: tuple[str, ...], batch_sizes: list[int],
     fp32 beside them), and a bf16 that cannot run is refused before anything is measured."""
     cells = []
     for path in models:
-        verified = resolve(path).bf16_ok
-        for backend in applicable(path, backends):
+        info = resolve(path)
+        for backend in applicable(path, info, backends):
             for flag in (onednn if backend not in ("onnxruntime", "essentia") else (onednn[0],)):
-                base = backend.partition("@")[0]
-                chosen = choose(precision, base, flag, verified) if base in TF_BACKENDS else "fp32"
+                base = split_backend(backend)[0]
+                chosen = choose(precision, base, flag, info.bf16_ok) if base in TF_BACKENDS else "fp32"
                 cells.append((path, backend, flag, chosen))
     rows = []
     for path, backend, flag, chosen in cells:
@@ -107,7 +107,6 @@ def table(rows: list[dict], batch_sizes: list[int]) -> Table:
             list(r["steady"].values())
         cells = [f"{s['median_s'] * 1e3:.1f} ms" if "median_s" in s else "-" for s in steady]
         best = steady[-1].get("patches_per_s")
-        t.add_row(Path(r["model"]).name, r["backend"], onednn, r.get("precision", "fp32"), f"{r['startup_s']:.3f} s",
-                  f"{r['load_s']:.3f} s",
-                  f"{r['first_run_s']:.3f} s", *cells, f"{best:.0f}" if best else "-")
+        t.add_row(Path(r["model"]).name, r["backend"], onednn, r["precision"], f"{r['startup_s']:.3f} s",
+                  f"{r['load_s']:.3f} s", f"{r['first_run_s']:.3f} s", *cells, f"{best:.0f}" if best else "-")
     return t
